@@ -220,7 +220,7 @@ def test_a_local_rays_object_store_fits_the_jobs_memory_limit(monkeypatch) -> No
     assert session.local_object_store() == 100 * 2**20
 
 
-def test_a_shards_trials_at_once_are_its_own_not_the_studys(monkeypatch) -> None:
+def test_a_shards_trials_at_once_are_its_own_not_the_studys(tmp_path, monkeypatch) -> None:
     """A job array of 32 shards over 64 trials: each array task runs 2. A shard warned that
     64 trials' copies ran at once on its 8 CPUs (and named `max_concurrent = 2` where 2 run)."""
     import io
@@ -247,7 +247,8 @@ def test_a_shards_trials_at_once_are_its_own_not_the_studys(monkeypatch) -> None
     assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
     # Optuna's shards share one budget: a fast shard may take all of it
     out = io.StringIO()
-    shared = {**plan, "shards": {"count": 32}, "search": {"algorithm": "optuna"}}
+    shared = {**plan, "shards": {"count": 32}, "search": {"algorithm": "optuna"},
+              "storage": {"path": str(tmp_path), "name": "toy"}}  # no journal there yet
     study._warn_concurrent(shared, 3 * GIB, Room(7 * GIB), out, left(shared, 5))
     assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
 
@@ -278,7 +279,7 @@ def test_a_multi_node_jobs_data_is_checked_against_one_nodes_limit(monkeypatch) 
     # 4 workers of 3 GiB each: 2 on a node at least, 6 GiB: fits an empty node, not refused
     plan["resources"]["workers"] = 4
     monkeypatch.setattr(datamem, "sizes", lambda data: (3 * GIB, 3 * GIB))
-    assert study._require_memory(plan, data, opts) == (None, 3 * GIB)
+    assert study._require_memory(plan, data, opts) == (Room(8 * GIB, 8 * GIB, nodes=2), 3 * GIB)
     monkeypatch.setattr(datamem, "sizes", lambda data: (5 * GIB, 5 * GIB))
     with pytest.raises(study.StudyError, match="10.0 GiB on one of the job's 2 nodes at least"):
         study._require_memory(plan, data, opts)
@@ -422,3 +423,145 @@ def test_a_resumed_or_retried_run_counts_the_trials_it_has_left(tmp_path, monkey
     # a fresh run (--fresh moves the earlier one aside) runs all of the shard's
     said = warned(plan, ["TERMINATED"] * 62 + ["RUNNING", "PENDING"], fresh=True)
     assert said.startswith("[hpoc] warning: 8 trials run at once here"), said
+
+
+def test_hebos_own_cap_bounds_the_trials_said_to_run_at_once(monkeypatch) -> None:
+    """Ray's HEBOSearch runs 8 trials at once unless told otherwise (`trials.max_concurrent`,
+    which Tune hands to it). On 16 CPUs it was said that 16 trials' copies ran at once where
+    10 fit: a false warning of OOM kills."""
+    import io
+
+    import ray
+
+    from hpoc.runtime import study
+    from hpoc.runtime.watch import STATE
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 16.0}}])
+    STATE.__init__()
+    plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0},
+            "trials": {"num_samples": 64, "max_concurrent": None}, "search": {"algorithm": "hebo"},
+            "shards": {"count": 1}}
+    out = io.StringIO()
+    study._warn_concurrent(plan, 3 * GIB, Room(31 * GIB), out, 64)  # 10 fit, 8 run
+    assert out.getvalue() == ""
+    study._warn_concurrent(plan, 3 * GIB, Room(13 * GIB), out, 64)  # 4 fit
+    assert out.getvalue().startswith("[hpoc] warning: 8 trials run at once here"), out.getvalue()
+    assert "set `max_concurrent = 4`" in out.getvalue(), out.getvalue()
+    out = io.StringIO()  # the study's cap replaces HEBO's own
+    study._warn_concurrent({**plan, "trials": {"num_samples": 64, "max_concurrent": 12}}, 3 * GIB,
+                           Room(31 * GIB), out, 64)
+    assert out.getvalue().startswith("[hpoc] warning: 12 trials run at once here"), out.getvalue()
+    # a resumed run restores its errored trials beside the 8 HEBO lets run: they count
+    out = io.StringIO()
+    STATE.mode, STATE.errored = "restore", {"e1", "e2", "e3"}
+    study._warn_concurrent(plan, 3 * GIB, Room(31 * GIB), out, 64)
+    assert out.getvalue().startswith("[hpoc] warning: 11 trials run at once here"), out.getvalue()
+    out = io.StringIO()  # the study's cap holds them too (resume.py)
+    study._warn_concurrent({**plan, "trials": {"num_samples": 64, "max_concurrent": 12}}, 3 * GIB,
+                           Room(31 * GIB), out, 64)
+    assert out.getvalue().startswith("[hpoc] warning: 12 trials run at once here"), out.getvalue()
+    STATE.__init__()
+
+
+def test_a_shard_under_a_shared_optuna_budget_counts_the_trials_the_budget_leaves(tmp_path, monkeypatch) -> None:
+    """4 shards share 16 Optuna trials. A shard that started after the others had taken 15
+    of them runs one trial at most, yet it was said that 8 trials' copies ran at once on its
+    8 CPUs where 2 fit (the whole budget counted): a false warning. The journal says what
+    is left; the shard's own running trials there (resumed, or asked before it was killed)
+    run too."""
+    import io
+
+    import optuna
+    import ray
+
+    from hpoc.runtime import shards, study
+    from hpoc.runtime.watch import STATE
+    from runtime_plans import make_plan
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0}}])
+    STATE.__init__()
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 16, "max_concurrent": None},
+                     search={"algorithm": "optuna", "options": {}}, shards={"count": 4, "parallel": 4})
+
+    def said(shard: int = 3, room: Room = Room(7 * GIB)) -> str:  # 2 copies fit
+        out = io.StringIO()
+        left = study._trials_left(plan, study.RunOptions(shard=shard))
+        study._warn_concurrent(plan, 3 * GIB, room, out, left, shard)
+        return out.getvalue()
+
+    assert said().startswith("[hpoc] warning: 8 trials run at once here")  # no journal yet: it may take 8
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ot = optuna.create_study(study_name="toy", storage=shards.journal_storage(plan), direction="maximize")
+    TS = optuna.trial.TrialState
+
+    def add(n, shard, state, **attrs):
+        for _ in range(n):
+            ot.add_trial(optuna.trial.create_trial(
+                state=state, value=0.5 if state == TS.COMPLETE else None,
+                user_attrs={shards.SHARD_ATTR: shard, **attrs}))
+
+    add(11, 0, TS.COMPLETE)
+    add(3, 1, TS.FAIL, **{shards.EXTRA_ATTR: "over budget"})  # extra trials take no budget
+    assert said().startswith("[hpoc] warning: 5 trials run at once here"), said()
+    add(3, 1, TS.COMPLETE)
+    assert said() == ""  # 2 left, 2 fit
+    add(2, 3, TS.RUNNING)  # shard 3's own, asked before it was killed: it runs them again
+    assert said() == ""
+    assert said(room=Room(5 * GIB)).startswith("[hpoc] warning: 2 trials run at once here")  # 1 fits
+    assert said(2, Room(5 * GIB)) == ""  # shard 2 has none of its own and no budget left
+
+
+def test_a_multi_node_job_whose_nodes_cannot_hold_their_trials_copies_warns(monkeypatch) -> None:
+    """A job of 2 nodes of 8 CPUs under --mem=8G runs 16 one-CPU trials at once, each
+    copying 3 GiB of tensors: however Ray places them, a node gets 8 of them, 24 GiB, where
+    2 fit. Nothing was said (only a local or one-node run was counted), and the trials were
+    OOM-killed. Only a certain overflow is said: where an even spread fits, Ray may still
+    put more on one node, which is not known from here."""
+    import io
+
+    import ray
+
+    from hpoc.runtime import datamem, study
+    from hpoc.runtime.watch import STATE
+
+    for name in ("SLURM_MEM_PER_CPU", "SLURM_MEM_PER_GPU"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "2")
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "8192")
+    monkeypatch.setattr(datamem, "sizes", lambda data: (3 * GIB, 3 * GIB))
+    nodes = [{"Alive": True, "Resources": {"CPU": 8.0}}, {"Alive": True, "Resources": {"CPU": 8.0}}]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    STATE.__init__()
+    plan = {"resources": {"workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0}, "pipeline": {},
+            "trials": {"num_samples": 64, "max_concurrent": None}, "search": {"algorithm": "random"},
+            "shards": {"count": 1}, "slurm": {"mem": None, "nodes": 2}}
+
+    def said(plan, left=64) -> str:
+        room, tensors = study._require_memory(plan, object(), study.RunOptions(local=False))
+        assert room is not None
+        out = io.StringIO()
+        study._warn_concurrent(plan, tensors, room, out, left)
+        return out.getvalue()
+
+    assert said(plan) == (
+        "[hpoc] warning: 16 trials run at once on the job's 2 nodes, but their copies of the data "
+        "(3.0 GiB each) fit 2 a node in the job's memory limit of 8.0 GiB per node (SLURM --mem / "
+        "--mem-per-cpu / --mem-per-gpu): however Ray places them, a node gets 8 or more, and those over "
+        "2 would be killed by the OOM killer mid-study; set `max_concurrent = 4` (they fit if Ray spreads "
+        "them evenly; fewer may fit: a trial's model and batches take memory too)\n")
+    # 4 at once: 2 a node if spread evenly, which fits: not said (Ray may pack them; not known)
+    capped = {**plan, "trials": {"num_samples": 64, "max_concurrent": 4}}
+    assert said(capped) == ""
+    assert said(plan, left=5).startswith("[hpoc] warning: 5 trials run at once on the job's 2 nodes")
+    # unequal nodes: 12 and 4 CPUs hold 16 trials only as 12 and 4
+    nodes[:] = [{"Alive": True, "Resources": {"CPU": 12.0}}, {"Alive": True, "Resources": {"CPU": 4.0}},
+                {"Alive": False, "Resources": {"CPU": 64.0}}]
+    assert "a node gets 12 or more" in said(plan), said(plan)
+    # two-worker trials: their workers' copies, one a worker
+    nodes[:] = [{"Alive": True, "Resources": {"CPU": 8.0}}, {"Alive": True, "Resources": {"CPU": 8.0}}]
+    two = {**plan, "resources": {"workers": 2, "cpus_per_worker": 1, "gpus_per_worker": 0}}
+    text = said(two)
+    assert text.startswith("[hpoc] warning: 7 trials run at once on the job's 2 nodes, but their workers' "
+                           "copies of the data (3.0 GiB each, one a worker) fit 2 a node"), text
+    assert "a node gets 7 or more" in text and "`max_concurrent = 2`" in text, text

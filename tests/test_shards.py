@@ -200,3 +200,22 @@ def test_the_check_before_ray_reads_the_shards_marker_once(tmp_path, monkeypatch
     reads.clear()
     assert before.check(plan, 2)[0] == before.DONE  # and then a finished shard, by its marker
     assert len(reads) == 1, reads
+
+
+def test_points_to_evaluate_that_fill_the_budget_all_run(tmp_path):
+    """A sharded Optuna study with as many `points_to_evaluate` as `num_samples` (the
+    compiler allows that many) ran none: the queued points counted as budget taken, so the
+    first ask said FINISHED, and the check before Ray recorded the other shards finished."""
+    from hpoc.runtime import before
+
+    plan = sharded_plan(tmp_path, shards=2, num_samples=2)
+    points = [{"lr": 0.01, "hidden": 8}, {"lr": 0.02, "hidden": 16}]
+    plan["search"]["options"]["points_to_evaluate"] = points
+    s, _ = searcher(plan, 0)  # shard 0 queues the points
+    assert before.check(plan, 1)[0] == before.GO  # they are not taken yet
+    a = s.suggest("a")
+    assert a != s.FINISHED and {k: a[k] for k in ("lr", "hidden")} == points[0], a
+    other, _ = searcher(plan, 1)
+    b = other.suggest("b")
+    assert b != other.FINISHED and {k: b[k] for k in ("lr", "hidden")} == points[1], b
+    assert s.suggest("c") == s.FINISHED and other.suggest("d") == other.FINISHED  # the budget, no more

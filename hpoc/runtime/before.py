@@ -106,7 +106,8 @@ def budget_taken(plan: dict[str, Any], shard: int) -> str | None:
     exp = experiment_dir(plan, shard)
     if not shared_budget(plan) or not journal_path(plan).exists():
         return None
-    rows = [r for r in journal_trials(plan) or [] if r["extra"] is None]
+    # a queued point (`points_to_evaluate`) waits for a shard to ask for it
+    rows = [r for r in journal_trials(plan) or [] if r["extra"] is None and r["state"] != "WAITING"]
     if len(rows) < plan["trials"]["num_samples"] or any(
             r["shard"] == shard and r["state"] == "RUNNING" for r in rows):
         return None  # trials left to ask, or asked by this shard and not yet run

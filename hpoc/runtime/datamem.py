@@ -94,11 +94,48 @@ def trials_that_fit(plan: dict[str, Any], tensors: int, room: Room) -> int | Non
     return room.available // each if each else None
 
 
-def crowded(plan: dict[str, Any], tensors: int, room: Room, at_once: int, fit: int) -> str:
-    """`at_once` trials run together, but only `fit` trials' copies of the data fit."""
+def crowded(plan: dict[str, Any], tensors: int, room: Room, at_once: int, slots: list[int]) -> str | None:
+    """What says that `at_once` trials' copies of `tensors` bytes a worker do not fit in
+    `room`, or None when they do: on one machine, all of them; on a job's nodes, whose
+    CPUs and GPUs hold `slots` workers each (session.worker_slots), those on its fullest
+    node. Where each trial goes is Ray's choice: only the fewest copies the fullest node gets
+    however they are placed is weighed, against one node's limit (`room`, empty)."""
+    if room.nodes > 1:
+        return _crowded_nodes(plan, tensors, room, at_once, slots)
+    fit = trials_that_fit(plan, tensors, room)
+    if fit is None or fit >= at_once:
+        return None
     return (f"{at_once} trials run at once here, but their copies of the data ({size(tensors * _workers(plan))} "
             f"each) fit {fit} in {room.phrase()}: the others would be killed by the OOM killer mid-study; "
             f"set `max_concurrent = {fit}` (fewer may fit: a trial's model and batches take memory too)")
+
+
+def _crowded_nodes(plan: dict[str, Any], tensors: int, room: Room, at_once: int, slots: list[int]) -> str | None:
+    per_node = room.available // tensors if tensors else None  # workers' copies an empty node holds
+    workers = _workers(plan)
+    least = fullest_node(at_once * workers, slots)
+    if per_node is None or least <= per_node:
+        return None
+    fit = max(1, sum(min(s, per_node) for s in slots) // workers)  # an even spread's
+    copies = "copies of the data" if workers == 1 else "workers' copies of the data"
+    each = f"{size(tensors)} each" + ("" if workers == 1 else ", one a worker")
+    used = sum(1 for s in slots if s)  # nodes without CPU or GPU room run no trial
+    return (f"{at_once} trials run at once on the job's {used} nodes, but their {copies} ({each}) "
+            f"fit {per_node} a node in {room.phrase()}: however Ray places them, a node gets {least} or "
+            f"more, and those over {per_node} would be killed by the OOM killer mid-study; set "
+            f"`max_concurrent = {fit}` (they fit if Ray spreads them evenly; fewer may fit: a trial's "
+            "model and batches take memory too)")
+
+
+def fullest_node(workers: int, slots: list[int]) -> int:
+    """The fewest workers the fullest node holds when `workers` are placed on nodes that
+    hold `slots` each: the least L with sum(min(s, L)) >= workers."""
+    if not slots or workers <= 0:
+        return 0
+    least = -(-workers // len(slots))
+    while least < max(slots) and sum(min(s, least) for s in slots) < workers:
+        least += 1
+    return least
 
 
 def _workers(plan: dict[str, Any]) -> int:

@@ -186,6 +186,18 @@ def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, 
     return searcher, param_space, count
 
 
+def search_cap(plan: dict[str, Any]) -> int | None:
+    """The most trials the plan's search lets run at once, None for no limit:
+    `trials.max_concurrent` (Tune hands it to the searcher), else a searcher's own default
+    (Ray's HEBOSearch: 8). Trials a resumed run restores are held to the former only."""
+    cap = plan["trials"]["max_concurrent"]
+    if cap or plan["search"]["algorithm"] != "hebo":
+        return cap or None
+    from ray.tune.search.hebo import HEBOSearch
+
+    return int(inspect.signature(HEBOSearch).parameters["max_concurrent"].default)
+
+
 def _shard_seed(seed: Any, shard: int) -> int:
     # Different, reproducible streams per shard; wrapped to stay a valid 32-bit seed.
     return (int(seed) + 7919 * shard) % 2**32

@@ -416,16 +416,22 @@ def held(have: float, each: float) -> int:
     return int(round(have * 10_000)) // int(round(each * 10_000))
 
 
+def worker_slots(plan: dict[str, Any], nodes: list[dict[str, Any]]) -> list[int]:
+    """How many of a trial's workers each alive node's CPUs and GPUs hold (a worker's
+    bundle on one node)."""
+    _, _, _, cpw, gpw = trial_needs(plan)
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    return [min(held(r.get("CPU", 0), cpw) if cpw else 10**6, held(r.get("GPU", 0), gpw) if gpw else 10**6)
+            for r in alive]
+
+
 def trials_at_once(plan: dict[str, Any], nodes: list[dict[str, Any]]) -> int:
     """How many trials the alive nodes' CPUs and GPUs hold at once (each worker's bundle on
     one node), before `trials.max_concurrent`."""
-    cpu, _, workers, cpw, gpw = trial_needs(plan)
+    cpu, _, workers, _, _ = trial_needs(plan)
     alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
-    fit = 0
-    for r in alive:
-        fit += min(held(r.get("CPU", 0), cpw) if cpw else 10**6, held(r.get("GPU", 0), gpw) if gpw else 10**6)
     by_cpu = int(sum(r.get("CPU", 0) for r in alive) / cpu + 1e-9) if cpu else 10**6
-    return min(fit // workers, by_cpu)
+    return min(sum(worker_slots(plan, nodes)) // workers, by_cpu)
 
 
 def check_capacity(plan: dict[str, Any], nodes: list[dict[str, Any]], where: str) -> None:

@@ -86,6 +86,25 @@ def trials_of_shard(plan: dict[str, Any], shard: int) -> int:
     return total if shared_budget(plan) else len(range(shard, total, plan["shards"]["count"]))
 
 
+def budget_open(plan: dict[str, Any], shard: int) -> int | None:
+    """The trials shard `shard` may still run under the study's shared Optuna budget, by
+    the journal: the budget's trials none has asked for (`budget_used`) and the shard's own
+    running there (resumed, or asked before it was killed). None without a shared budget,
+    or without a journal of the study to read."""
+    if not shared_budget(plan) or not journal_path(plan).is_file():
+        return None
+    from optuna.trial import TrialState
+
+    try:
+        storage = journal_storage(plan)
+        trials = storage.get_all_trials(storage.get_study_id_from_name(plan["study"]["name"]), deepcopy=False)
+    except Exception:  # noqa: BLE001 - no such study yet, a journal cut short: no finding
+        return None
+    own = sum(1 for t in trials if t.state == TrialState.RUNNING and EXTRA_ATTR not in t.user_attrs
+              and t.user_attrs.get(SHARD_ATTR) == shard)
+    return max(0, plan["trials"]["num_samples"] - budget_used(trials)) + own
+
+
 def budget_rank(trials: list[Any], number: int) -> int:
     """How many budget trials precede trial `number` (Optuna numbers are dense and unique:
     the journal assigns them in log order under its lock)."""
@@ -93,7 +112,9 @@ def budget_rank(trials: list[Any], number: int) -> int:
 
 
 def budget_used(trials: list[Any]) -> int:
-    return sum(1 for t in trials if EXTRA_ATTR not in t.user_attrs)
+    """Budget trials asked for: a queued point (WAITING, `points_to_evaluate`) is not, it
+    waits for an ask (with as many points as the budget, none ran)."""
+    return sum(1 for t in trials if EXTRA_ATTR not in t.user_attrs and t.state.name != "WAITING")
 
 
 def seen_by_shard(trials: list[Any]) -> dict[str, int]:

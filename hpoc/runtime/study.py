@@ -167,7 +167,7 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
                 say(stream, _sharing_line(ray_session.neighbours))
             _check_capacity(plan, ray_session)
             if room is not None:
-                _warn_concurrent(plan, tensors, room, stream, _trials_left(plan, opts))
+                _warn_concurrent(plan, tensors, room, stream, _trials_left(plan, opts), opts.shard)
             if building := deepspeed_ops.build_line(plan):
                 say(stream, building)
             if mode == "aside":  # only now: a getter, a Ray or a trial too big for it leaves the earlier run
@@ -302,20 +302,19 @@ def _trials_here(opts: RunOptions) -> bool:
 
 def _require_memory(plan: dict[str, Any], data: Any, opts: RunOptions) -> tuple[Any, int]:
     """Data that one trial's copies cannot fit in memory: said now, not by the OOM killer.
-    Returns the memory left here (memlimit.Room; None when unknown or the trials run on
-    several nodes: those are checked against one node's limit, empty, its usage not seen
-    from here, which says no more than whether a trial's share of a node can fit at all)
-    and the bytes of torch tensors each worker copies (the data walked once)."""
+    Returns the memory left (memlimit.Room; None when unknown): here, or for trials on
+    several nodes one node's limit, empty (its usage is not seen from here, so it says no
+    more than whether a trial's share of a node can fit at all); and the bytes of torch
+    tensors each worker copies (the data walked once)."""
     from hpoc.runtime import datamem
 
-    here = _trials_here(opts)
-    room = datamem.available_memory() if here else datamem.node_memory(plan)
+    room = datamem.available_memory() if _trials_here(opts) else datamem.node_memory(plan)
     if room is None or data is None:
         return None, 0
     walked = datamem.sizes(data)
     if why := datamem.too_big(plan, walked, room):
         raise StudyError(why)
-    return (room if here else None), walked[1]
+    return room, walked[1]
 
 
 def _trials_left(plan: dict[str, Any], opts: RunOptions) -> int:
@@ -331,22 +330,32 @@ def _trials_left(plan: dict[str, Any], opts: RunOptions) -> int:
     return max(0, total - STATE.saved_ended) + (len(STATE.errored) if retried else 0)
 
 
-def _warn_concurrent(plan: dict[str, Any], tensors: int, room: Any, stream: TextIO, left: int) -> None:
-    """Trials that would run at once here whose copies of the data (`tensors` bytes a
-    worker) do not all fit: a warning naming how many fit, and the setting that caps them.
+def _warn_concurrent(plan: dict[str, Any], tensors: int, room: Any, stream: TextIO, left: int,
+                     shard: int = 0) -> None:
+    """Trials that would run at once here, or on a job's nodes, whose copies of the data
+    (`tensors` bytes a worker) do not all fit (`datamem.crowded`): a warning naming how many
+    fit, and the setting that caps them.
     Not a refusal (fewer at once fit) nor a cap of hpoc's own: the copies are a lower bound
     of a trial's memory (its model and batches come on top), and `max_concurrent` shapes
-    the search. `left`: the trials this run may start (`_trials_left`)."""
+    the search. `left`: the trials this run may start (`_trials_left`); at once, no more
+    than the search lets run (`search.search_cap`) and, under a shared Optuna budget, than
+    the journal leaves the shard (read only when there would be a warning)."""
     import ray
 
-    from hpoc.runtime import datamem, session
+    from hpoc.runtime import datamem, search, session, shards
 
-    fit = datamem.trials_that_fit(plan, tensors, room)
-    cap = plan["trials"]["max_concurrent"]
-    at_once = min(session.trials_at_once(plan, ray.nodes()), left, cap or 10**9)
-    if fit is None or fit >= at_once:
-        return
-    say(stream, "[hpoc] warning: " + _in_spec_words(plan, datamem.crowded(plan, tensors, room, at_once, fit)))
+    nodes = ray.nodes()
+    slots = session.worker_slots(plan, nodes)
+    restored = len(STATE.errored) if STATE.mode in ("restore", "retry") else 0
+    cap = search.search_cap(plan) or 10**9
+    if not plan["trials"]["max_concurrent"]:  # a searcher's own cap: restored trials are not held to it
+        cap += restored
+    at_once = min(session.trials_at_once(plan, nodes), left, cap)
+    said = datamem.crowded(plan, tensors, room, at_once, slots)
+    if said and (open_ := shards.budget_open(plan, shard)) is not None:
+        said = datamem.crowded(plan, tensors, room, min(at_once, open_ + restored), slots)
+    if said:
+        say(stream, "[hpoc] warning: " + _in_spec_words(plan, said))
 
 
 def _start_ray(plan: dict[str, Any], opts: RunOptions) -> Any:

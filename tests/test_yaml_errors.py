@@ -510,14 +510,16 @@ def test_a_domain_written_without_its_type_is_a_warning(tmp_path: Path) -> None:
     write(tmp_path, text)
     warned = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP826"]
     assert [(w.line, w.col, w.message, w.help) for w in warned] == [
-        (23, 15, "`learning_rate` has a domain's arguments but no `type`: it is not searched, "
-                 "every trial gets this mapping", "add `type: uniform` (or `loguniform`, `randint`, ...)"),
-        (28, 15, "`sizes` has a domain's arguments but no `type`: it is not searched, "
-                 "every trial gets this mapping", "add `type: choice`")]
+        (23, 15, "`learning_rate` is a constant mapping: every trial gets it as written; without a `type` it is "
+                 "not searched", "to search it, add `type: uniform` (or `loguniform`, `randint`, ...); if the "
+                 "trainer reads it as a mapping, it is right as written"),
+        (28, 15, "`sizes` is a constant mapping: every trial gets it as written; without a `type` it is "
+                 "not searched", "to search it, add `type: choice`; if the trainer reads it as a mapping, it is "
+                 "right as written")]
     nested = seed_with("epochs: 20", "epochs: 20\n              optimizer: {name: adam, lr: {min: 0.1, max: 0.2}}")
     write(tmp_path, nested)
     (w,) = [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP826"]
-    assert (w.line, w.message.split(":")[0]) == (28, "`optimizer.lr` has a domain's arguments but no `type`")
+    assert (w.line, w.message.split(":")[0]) == (28, "`optimizer.lr` is a constant mapping")
 
 
 def test_normalisation_constants_are_not_said_to_be_a_domain_without_its_type(tmp_path: Path) -> None:

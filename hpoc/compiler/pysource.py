@@ -100,6 +100,8 @@ def source_tree(target: str, workdir: str | None) -> tuple[str, str | None, ast.
     (`from .impl import T` in its __init__.py); (module, None, None, why) when it cannot be
     read, the module at fault named."""
     module, _, qual = target.partition(":")
+    if not module:
+        return module, None, None, "no module named"
     for _ in range(4):
         path, why = module_source(module, workdir)
         tree = parse_module(path) if path else None

@@ -39,6 +39,7 @@ from hpoc.compiler.check import (
     Checker,
 )
 from hpoc.compiler.deepspeed_file import check_file
+from hpoc.compiler.map_reads import reads_as_map
 from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_read, config_used_whole,
                                    reported_by_loop, study_reports, trainer_target)
 from hpoc.compiler.points import check_points
@@ -49,7 +50,7 @@ from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lin
                                          model_config_reads, module_names, not_a_trainer, several_gpus,
                                          silent_loop, unread_optimizer_keys, unread_trainer_args, unrestored_loop)
 from hpoc.compiler.slurm import check_slurm
-from hpoc.compiler.space import COUNTS, Param, Space, as_count, is_count, low_end
+from hpoc.compiler.space import COUNTS, Param, Space, as_count, domain_maps, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
 from hpoc.dsl import ast as A
 from hpoc.errors import closest, did_you_mean, one_of
@@ -66,6 +67,8 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     for name, span in space.constant_spans.items():
         if span:
             ch.spans[f"space.constants.{name}"] = span
+    trainer = trainer_target(out)
+    domain_maps(ch, space, lambda path, node: reads_as_map(trainer, workdir, path, node))
     search_block = found.get("search", [None])[0]
     sched_block = found.get("scheduler", [None])[0]
     reports = study_reports(out, workdir)

@@ -65,6 +65,7 @@ def test_a_yaml_mapping_the_trainer_reads_by_its_keys_is_not_warned(tmp_path: Pa
 
 def test_a_yaml_mapping_nothing_reads_is_warned_without_calling_a_constant_a_mistake(tmp_path: Path) -> None:
     (w,) = yaml_hp826(tmp_path, "")
-    assert w.message == "`clip` is a constant mapping: every trial gets it as written; without a `type` it is not searched"
+    assert w.message == ("`clip` is a constant mapping: every trial gets it as written; without a `type` it is "
+                         "not searched")
     assert w.help == ("to search it, add `type: uniform` (or `loguniform`, `randint`, ...); "
                       "if the trainer reads it as a mapping, it is right as written")

@@ -1,12 +1,15 @@
 """The study's own Python modules, found and parsed but never imported (no torch on a
 login node). The step checks (targets.py), the rules on what the trainer reports
 (metrics.py) and on its hooks (trainer_hooks.py) read the same files: one lookup, one
-parse cache."""
+parse cache. A check that must not guess (HP804's idle GPUs) reads an installed trainer's
+source too, or says why it could not (`source_tree`)."""
 
 from __future__ import annotations
 
 import ast
 import functools
+import importlib.machinery
+import importlib.util
 import os
 
 
@@ -43,6 +46,94 @@ def target_tree(target: str, workdir: str | None) -> tuple[str, ast.Module] | No
         if find_module(workdir, module) is None:  # type: ignore[arg-type]
             return None
     return None
+
+
+def module_source(module: str, workdir: str | None) -> tuple[str | None, str]:
+    """(file, "") of `module`'s Python source: beside the spec (first on the nodes' path),
+    else where this Python has it installed, found without importing anything (`find_spec`
+    of the top-level name only: a submodule's would import its package); (None, why) when
+    there is no source to read (not found, compiled, in a zip archive, built in)."""
+    if workdir and (path := find_module(workdir, module)):
+        return path, ""
+    top = module.partition(".")[0]
+    if workdir and find_module(workdir, top):  # a module or package beside the spec owns the name
+        return None, "not found beside the spec"
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):  # a broken finder, or a module in sys.modules without a spec
+        spec = None
+    if spec is None:
+        return None, "not found here"
+    if spec.submodule_search_locations is not None:  # a package, namespace ones included
+        roots = [os.path.dirname(p) for p in spec.submodule_search_locations]
+    elif spec.origin and spec.origin.endswith(".py"):
+        roots = [os.path.dirname(spec.origin)]
+    else:
+        return None, "built into Python" if spec.origin in ("built-in", "frozen", None) else \
+            f"compiled: {os.path.basename(spec.origin)}"
+    for root in roots:
+        if path := find_module(root, module):
+            return path, ""
+    return None, _no_source(roots, module)
+
+
+def _no_source(roots: list[str], module: str) -> str:
+    """Why an installed `module` has no Python file in its package's `roots`."""
+    parts = module.split(".")
+    compiled = (*importlib.machinery.EXTENSION_SUFFIXES, *importlib.machinery.BYTECODE_SUFFIXES)
+    for root in roots:
+        archive = root
+        while archive and not os.path.exists(archive):  # a path into a zip: the archive is a file
+            archive = os.path.dirname(archive)
+        if os.path.isfile(archive):
+            return f"in a zip archive: {archive}"
+        for base in (os.path.join(*parts), os.path.join(*parts, "__init__")):
+            for suffix in compiled:
+                if os.path.isfile(os.path.join(root, base + suffix)):
+                    return f"compiled: {base + suffix}"
+    return "not found here"
+
+
+def source_tree(target: str, workdir: str | None) -> tuple[str, str | None, ast.Module | None, str]:
+    """(module, path, tree, "") of the module that defines a step's `target` (`pkg.mod:Class`),
+    beside the spec or installed (see `module_source`), following a package's re-export
+    (`from .impl import T` in its __init__.py); (module, None, None, why) when it cannot be
+    read, the module at fault named."""
+    module, _, qual = target.partition(":")
+    if not module:
+        return module, None, None, "no module named"
+    for _ in range(4):
+        path, why = module_source(module, workdir)
+        tree = parse_module(path) if path else None
+        if not isinstance(tree, ast.Module):
+            return module, None, None, why or "it does not parse"
+        if qual and "." not in qual and _bound_unseen(tree, qual):
+            return module, None, None, f"it does not say where `{qual}` comes from"
+        origin = _imported_from(tree, path, module, qual)  # type: ignore[arg-type]
+        if origin is None:
+            return module, path, tree, ""
+        module, qual = origin
+    return module, None, None, "re-exported too many times"
+
+
+def _bound_unseen(tree: ast.Module, name: str) -> bool:
+    """Whether `name` may come only from what the module does not write out: a
+    `from m import *`, or a module `__getattr__`."""
+    dynamic = False
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            if node.name == name:
+                return False
+            dynamic = dynamic or node.name == "__getattr__"
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any((a.asname or a.name.split(".")[0]) == name for a in node.names):
+                return False
+            dynamic = dynamic or any(a.name == "*" for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)):
+                return False
+    return dynamic
 
 
 def _imported_from(tree: ast.Module, path: str, module: str, name: str) -> tuple[str, str] | None:

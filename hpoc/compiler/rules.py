@@ -39,6 +39,7 @@ from hpoc.compiler.check import (
     Checker,
 )
 from hpoc.compiler.deepspeed_file import check_file
+from hpoc.compiler.map_reads import reads_as_map
 from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_read, config_used_whole,
                                    reported_by_loop, study_reports, trainer_target)
 from hpoc.compiler.points import check_points
@@ -49,7 +50,7 @@ from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lin
                                          model_config_reads, module_names, not_a_trainer, several_gpus,
                                          silent_loop, unread_optimizer_keys, unread_trainer_args, unrestored_loop)
 from hpoc.compiler.slurm import check_slurm
-from hpoc.compiler.space import COUNTS, Param, Space, as_count, is_count, low_end
+from hpoc.compiler.space import COUNTS, Param, Space, as_count, domain_maps, is_count, low_end
 from hpoc.compiler.values import expand_path, item_spans, setting_value
 from hpoc.dsl import ast as A
 from hpoc.errors import closest, did_you_mean, one_of
@@ -66,6 +67,8 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     for name, span in space.constant_spans.items():
         if span:
             ch.spans[f"space.constants.{name}"] = span
+    trainer = trainer_target(out)
+    domain_maps(ch, space, lambda path, node: reads_as_map(trainer, workdir, path, node))
     search_block = found.get("search", [None])[0]
     sched_block = found.get("scheduler", [None])[0]
     reports = study_reports(out, workdir)
@@ -927,14 +930,19 @@ def _resources(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
                      ch.spans.get("resources.gpus_per_worker"))  # fmt: skip
     elif isinstance(g, float):
         r["gpus_per_worker"] = int(g)
-    if g == int(g) and g >= 2 and not several_gpus(trainer_target(out), workdir):
-        # a worker is one process on one device (`strategy.device()`): the rest of its GPUs idle
+    spreads, unread = several_gpus(trainer_target(out), workdir) if g == int(g) and g >= 2 else (True, "")
+    if not spreads:
+        # a worker is one process on one device (`strategy.device()`): the rest of its GPUs idle,
+        # unless the trainer splits its model over them; one it could not read is said so
         total = int(g) * r["workers"]
+        leaves = f"may leave {int(g) - 1} of its GPUs idle: hpoc could not read {unread} to see whether it " \
+                 "spreads its model over them" if unread else f"leaves {int(g) - 1} of its GPUs idle"
         ch.warn(WARN_RESOURCES, f"each worker trains on one GPU (a process of DDP or DeepSpeed uses one), so "
-                                f"`gpus_per_worker = {int(g)}` leaves {int(g) - 1} of its GPUs idle",
-                ch.spans.get("resources.gpus_per_worker"),
+                                f"`gpus_per_worker = {int(g)}` {leaves}", ch.spans.get("resources.gpus_per_worker"),
                 help=f"for one trial on {total} GPUs write `workers = {total}` with `gpus_per_worker = 1` (each "
-                     f"worker on one GPU); for {int(g)} trials at once, `gpus_per_worker = 1`")  # fmt: skip
+                     f"worker on one GPU); for {int(g)} trials at once, `gpus_per_worker = 1`"
+                     + ("; if the trainer spreads its model over the worker's GPUs itself, ignore this warning"
+                        if unread else ""))  # fmt: skip
     for key in ("cpus_per_worker", "gpus_per_worker"):
         if 0 < r[key] < RAY_RESOURCE_STEP:  # Ray refuses the trial's actor: "cannot go beyond 0.0001"
             ch.error(RESOURCES, f"`{key}` must be 0.0001 or more: Ray counts CPUs and GPUs in steps of 0.0001 "

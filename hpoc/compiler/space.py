@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from hpoc.compiler import kinds as K
 from hpoc.compiler import tables as T
@@ -298,13 +298,14 @@ def read_space(ch: Checker, block: A.Block | None) -> Space:
     _check_groups(ch, first)
     _resolve_conditions(ch, space)
     _check_counts(ch, space)
-    _domain_maps(ch, space)
     return space
 
 
-def _domain_maps(ch: Checker, space: Space) -> None:
+def domain_maps(ch: Checker, space: Space, as_map: Callable[[str, dict[str, Any]], bool]) -> None:
     """A warning for a constant map that reads as a domain (`lr = { type = "loguniform", min = 1e-4,
-    max = 1e-1 }`, or a group block of the same keys): every trial would get the map."""
+    max = 1e-1 }`, or a group block of the same keys): every trial would get the map. Not for
+    one the trainer takes `as_map` (reads `config["clip"]["min"]`): data on purpose. Bounds
+    without a `type` may be such data too: said as a constant, not as a mistake."""
     tree: dict[str, Any] = {}
     for name, value in space.constants.items():
         *groups, last = name.split(".")
@@ -322,13 +323,20 @@ def _domain_maps(ch: Checker, space: Space) -> None:
                 walk(value, f"{path}.{key}" if path else key)
             return
         call, typed = found
+        if as_map(path, node):
+            return
         # the setting, the first of its block's, or the map it is nested in
         span = space.constant_spans.get(path) or next(
             (s for n, s in space.constant_spans.items() if n.startswith(path + ".")), None) or next(
             (space.constant_spans[p] for p in _ancestors(path) if p in space.constant_spans), None)
-        ch.warn(WARN_DATA_DOMAIN, f"`{path}` is a map, not a search domain: it is not searched, every trial "
-                                  "gets the map as written", span,
-                help=_domain_help(space, path, call) + ("" if typed else " (or `loguniform`, `randint`, ...)"))
+        if typed:
+            ch.warn(WARN_DATA_DOMAIN, f"`{path}` is a map, not a search domain: it is not searched, every trial "
+                                      "gets the map as written", span, help=_domain_help(space, path, call))
+        else:
+            ch.warn(WARN_DATA_DOMAIN, f"`{path}` is a constant map: every trial gets it as written; a map in "
+                                      "`space` is not searched", span,
+                    help=f"to search it, {_domain_help(space, path, call)} (or `loguniform`, `randint`, ...); "
+                         "if the trainer reads it as a map, it is right as written")
 
     walk(tree, "")
 

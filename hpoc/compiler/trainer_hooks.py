@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from hpoc.compiler.metrics import config_attribute
-from hpoc.compiler.pysource import module_tree, target_tree
+from hpoc.compiler.pysource import find_module, module_source, parse_module, source_tree, target_tree
 from hpoc.compiler.targets import Problem, bindings
 
 _MODEL = ("train", "setup", "_create_model", "create_model_loss_optimizer")
@@ -231,26 +231,33 @@ _SEVERAL_GPUS = {"DataParallel", "FullyShardedDataParallel", "device_map", "devi
 _MODULES_READ = 32  # the study's own modules followed from the trainer's (a bound on a big tree)
 
 
-def several_gpus(target: str, workdir: str | None) -> bool:
-    """Whether the trainer's module, or a module of the study's own that it imports (the
-    model's, often), may use several GPUs in one process (what cannot be told, a module not
-    found, counts as no)."""
-    found = target_tree(target, workdir)
-    if found is None or workdir is None:
-        return False
-    first = target.partition(":")[0]
-    todo, seen = [(first, *found)], {first}
+def several_gpus(target: str, workdir: str | None) -> tuple[bool | None, str]:
+    """(whether, "") the trainer's module, or a module of its own that it imports (the
+    model's, often: beside the spec, or of its installed package), may use several GPUs
+    in one process; (None, why) when its module cannot be read (installed compiled, in a
+    zip, only on the cluster): what it does is not known."""
+    first, path, tree, why = source_tree(target, workdir)
+    if path is None or tree is None:
+        return None, f"the trainer's module `{first}` ({why})"
+    own = first.partition(".")[0]
+    todo, seen = [(first, path, tree)], {first}
     while todo and len(seen) <= _MODULES_READ:
         name, path, tree = todo.pop()
         package = name if os.path.basename(path) == "__init__.py" else name.rpartition(".")[0]
         for node in ast.walk(tree):
             if _names_gpus(node):
-                return True
+                return True, ""
             for module in _imported(node, package):
-                if module not in seen and (sub := module_tree(workdir, module)) and isinstance(sub[1], ast.Module):
+                if module in seen:
+                    continue
+                # the study's modules beside the spec, and the trainer's own package where installed
+                found = module_source(module, workdir)[0] if module.partition(".")[0] == own \
+                    else find_module(workdir, module) if workdir else None
+                sub = parse_module(found) if found else None
+                if isinstance(sub, ast.Module):
                     seen.add(module)
-                    todo.append((module, *sub))
-    return False
+                    todo.append((module, found, sub))
+    return False, ""
 
 
 def _names_gpus(node: ast.AST) -> bool:

@@ -6,11 +6,15 @@
 
 A value that is exactly `${a.b}` becomes the node at `a.b` (from the document root, typed:
 a number stays a number); `${a.b}` inside a longer string is replaced by its text.
-Resolvers (`${oc.env:HOME}`) and relative paths (`${.x}`) are reported, not guessed.
+`${oc.env:VAR}` and `${oc.env:VAR,default}` are read as OmegaConf reads them (a string; the
+default when unset), when hpoc compiles: the plan holds the value, as it holds a
+`storage_path`'s `$VARS` expanded. A job's own `SLURM_*` variables cannot be known then, and
+are refused. Other resolvers and relative paths (`${.x}`) are reported, not guessed.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -91,6 +95,8 @@ class _Resolver:
         whole = REF.fullmatch(node.value)
         if whole:
             try:
+                if _resolver(whole.group(1)) == "oc.env":
+                    return self.env(node, whole.group(1))
                 target = self.lookup(node, whole.group(1))
             except _Bad:
                 return node
@@ -99,7 +105,10 @@ class _Resolver:
 
         def text_of(m: re.Match[str]) -> str:
             try:
-                target = self.walk(self.lookup(node, m.group(1)), hops + 1)
+                if _resolver(m.group(1)) == "oc.env":  # its text as set: not a reference again
+                    target = self.env(node, m.group(1))
+                else:
+                    target = self.walk(self.lookup(node, m.group(1)), hops + 1)
                 if not isinstance(target, YScalar):
                     self.bad(node, f"`${{{m.group(1)}}}` is a collection and cannot be part of a string")
             except _Bad:
@@ -108,15 +117,32 @@ class _Resolver:
                                                            else target.value)
         return YScalar(REF.sub(text_of, node.value), node.text, node.span, node.quoted)
 
+    def env(self, node: YScalar, path: str) -> YScalar:
+        """`${oc.env:VAR}`, `${oc.env:VAR,default}`: the variable as set where hpoc compiles,
+        else the default (`null` is None; any other, a string, as OmegaConf gives it)."""
+        name, comma, default = _env_args(path.partition(":")[2])
+        if not name:
+            self.bad(node, f"`${{{path.strip()}}}` names no variable",
+                     help="write `${oc.env:VAR}`, or `${oc.env:VAR,default}`")
+        if name.startswith("SLURM_"):  # set inside the job only; an allocation's would be another job's
+            self.bad(node, f"`${{{path.strip()}}}` is the job's own variable: hpoc reads `${{oc.env:...}}` when it "
+                           "compiles, before the job exists",
+                     help=f'read it where it is used, as the trial runs (`os.environ["{name}"]`)')
+        value = os.environ.get(name)
+        if value is None and not comma:
+            self.bad(node, f"environment variable `{name}` is not set (`${{{path.strip()}}}`)",
+                     help=f"hpoc reads it when it compiles, here: export it before `hpoc check`/`submit`, or "
+                          f"give a default, `${{oc.env:{name},/a/path}}`")
+        if value is None:
+            value = default
+        return YScalar(value, "null" if value is None else value, node.span, value is not None)
+
     def lookup(self, node: YScalar, path: str) -> YNode:
         path = path.strip()
         if ":" in path:
-            help = "write the value itself"
-            resolver, _, arg = path.partition(":")
-            variable = re.fullmatch(r"\s*(\w+)\s*(?:,.*)?", arg, re.DOTALL)  # `HOME`, `HOME,default`
-            if resolver.strip() == "oc.env" and variable:
-                help = _write_variable(variable.group(1))
-            elif path.split(":")[0].strip() == "itwinai.cwd":  # itwinai's newer configs root paths there
+            help = ("hpoc reads `${oc.env:VAR}` (or `${oc.env:VAR,default}`) and references to the file's own "
+                    "keys (`${a.b}`); write the value itself")
+            if _resolver(path) == "itwinai.cwd":  # itwinai's newer configs root paths there
                 help = "drop it: relative paths (`storage_path: ray_checkpoints`) resolve against the config's directory"
             self.bad(node, f"resolver `${{{path}}}` is not supported", help=help)
         if not path or path.startswith("."):
@@ -132,15 +158,26 @@ class _Resolver:
                 keys = cur.keys() if isinstance(cur, YMap) else []
                 help = did_you_mean(part, keys)
                 if help is None and path == part and _VARIABLE.fullmatch(part):  # shell's `${SCRATCH}`
-                    help = f"`${{{part}}}` names a key of this file; for the environment variable " \
-                        + _write_variable(part)
+                    help = f"`${{{part}}}` names a key of this file; for the environment variable write " \
+                           f"`${{oc.env:{part}}}` (read when hpoc compiles)"
                 self.bad(node, f"`${{{path}}}` refers to nothing: no `{part}` there", help=help)
         return cur
 
 
-def _write_variable(name: str) -> str:
-    return (f"write `${name}`: hpoc expands `~` and `$VARS` in `storage_path` when it "
-            "compiles (a step's argument reaches its class as written: expand it there)")
+def _resolver(path: str) -> str | None:
+    """The resolver of `${name:args}` (`oc.env`), None for a reference to a key."""
+    return path.partition(":")[0].strip() if ":" in path else None
+
+
+def _env_args(arg: str) -> tuple[str, bool, str | None]:
+    """(variable, whether a default follows, the default) of `VAR` or `VAR,default`, as
+    OmegaConf reads them: spaces around each dropped, a quoted default unquoted (its commas
+    kept), `null` None."""
+    name, comma, default = arg.partition(",")
+    default = default.strip()
+    if len(default) >= 2 and default[0] == default[-1] and default[0] in "'\"":
+        return name.strip(), True, default[1:-1]
+    return name.strip(), bool(comma), None if default == "null" else default
 
 
 def _moved(node: YNode, at: YScalar) -> YNode:

@@ -284,6 +284,7 @@ def _study(b: Builder, roles: dict[str, Step], kspan: A.Span, others: tuple[str,
         return A.Study((), b.file)
     b.check_keys(config, CONFIG_KEYS, "the trainer's `config`",
                  homes=_CONFIG_HOMES)
+    b.trainer = ":".join(trainer.target.rpartition(".")[::2])
     space_settings, params = read_space(b, b.mapping(config.get("train_loop_config"), "`train_loop_config`"))
     tune = read_tune(b, config, params)
 

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from hpoc.compiler import tables as T
+from hpoc.compiler.map_reads import reads_as_map
 from hpoc.dsl import ast as A
 from hpoc.errors import did_you_mean, one_of
 from hpoc.yaml.build import DUPLICATE, MISSING, SPACE, TYPE, UNKNOWN, UNTYPED, VALUE, Builder
@@ -174,7 +175,8 @@ _LISTED = {"options", "categories", "values"}
 
 def _untyped_domain(b: Builder, node: YNode, name: str, span: A.Span) -> None:
     """A warning for `{min: 1e-5, max: 1e-3}` with no `type`, nested in a constant too: every
-    trial gets the dict."""
+    trial gets the dict. Not for one the trainer reads by its keys (`["min"]`): data on
+    purpose; nor said as a mistake, as such data may be meant where the source does not show it."""
     if not isinstance(node, YMap) or not node.entries:
         return
     if any(k not in _DOMAIN_ARGS for k in node.keys()):
@@ -186,9 +188,10 @@ def _untyped_domain(b: Builder, node: YNode, name: str, span: A.Span) -> None:
     shaped = all(isinstance(v, YSeq) if k in _LISTED else
                  isinstance(v, YScalar) and isinstance(v.value, (int, float)) and not isinstance(v.value, bool)
                  for k, _, v in node.entries)
-    if fix is not None and shaped:
-        b.warn(UNTYPED, f"`{name}` has a domain's arguments but no `type`: it is not searched, "
-                        "every trial gets this mapping", span, help=f"add {fix}")
+    if fix is not None and shaped and not reads_as_map(b.trainer or "", b.workdir, name, node.keys()):
+        b.warn(UNTYPED, f"`{name}` is a constant mapping: every trial gets it as written; without a `type` "
+                        "it is not searched", span,
+               help=f"to search it, add {fix}; if the trainer reads it as a mapping, it is right as written")
 
 
 def _has_domain(node: YNode) -> bool:

@@ -1,0 +1,71 @@
+"""HP826 for a `space` map of a domain's bounds that is a constant on purpose: `clip: {min:
+-1, max: 1}` handed to a trainer that reads `config["clip"]["min"]` was told it "has a
+domain's arguments but no `type`" (YAML) or to "write `clip = uniform(-1, 1)`" (.hpo). A
+trainer that reads the map's keys, or spreads it, takes it as data: nothing is said. Where
+nothing shows that, the warning still comes, worded so a constant meant is not a mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpo_util import diagnostics, own_trainer
+from hpoc.compiler import compile_path
+from yaml_configs import config, seed, write
+
+# A trainer that clamps its outputs to the space's `clip`, read as a map.
+BY_KEY = own_trainer(body="    def train_step(self, batch):\n"
+                          "        lo, hi = self.config['clip']['min'], self.config['clip'].get('max')\n"
+                          "        return self.model(batch).clamp(lo, hi).sum()\n")
+SPREAD = own_trainer(body="    def train_step(self, batch):\n"
+                          "        return self.model(batch).clamp(**self.config['clip']).sum()\n")
+IGNORES = own_trainer(body="    def train_step(self, batch):\n        return self.model(batch).sum()\n")
+
+
+def hpo(tmp_path: Path, trainer: str, space: str = "clip = { min = -1, max = 1 }") -> list:
+    (tmp_path / "trainer.py").write_text(trainer)
+    spec = f'study "t"\npipeline {{ trainer = trainer:T }}\nspace {{ {space} }}\nobjective minimize val_loss\n'
+    return [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP826"]
+
+
+def test_a_map_the_trainer_reads_by_its_keys_is_not_warned_in_a_spec(tmp_path: Path) -> None:
+    assert hpo(tmp_path, BY_KEY) == []
+    assert hpo(tmp_path, SPREAD) == []
+    # a typed domain map the trainer reads as a map is its data too
+    assert hpo(tmp_path, BY_KEY, 'clip = { type = "uniform", min = -1, max = 1 }') == []
+
+
+def test_a_map_nothing_reads_as_a_map_is_warned_without_calling_a_constant_a_mistake(tmp_path: Path) -> None:
+    (w,) = hpo(tmp_path, IGNORES)
+    assert w.message == "`clip` is a constant map: every trial gets it as written; a map in `space` is not searched"
+    assert w.help == ("to search it, write `clip = uniform(-1, 1)` (or `loguniform`, `randint`, ...); "
+                      "if the trainer reads it as a map, it is right as written")
+    # a map whose `type` names a domain was meant to be searched: said as before
+    (w,) = hpo(tmp_path, IGNORES, 'lr = { type = "loguniform", min = 1e-4, max = 1e-1 }')
+    assert w.message == "`lr` is a map, not a search domain: it is not searched, every trial gets the map as written"
+    assert w.help == "write `lr = loguniform(0.0001, 0.1)`"
+    # a trainer that names `clip` but reads none of its keys: no sign it takes the map
+    (w,) = hpo(tmp_path, IGNORES.replace(".sum()", ".sum() * len(self.config['clip'])"))
+    assert w.message.startswith("`clip` is a constant map")
+
+
+def yaml_hp826(tmp_path: Path, trainer_body: str) -> list:
+    doc = seed()
+    config(doc)["train_loop_config"]["clip"] = {"min": -1, "max": 1}
+    write(tmp_path, doc)
+    text = (tmp_path / "trainer.py").read_text()
+    (tmp_path / "trainer.py").write_text(text + trainer_body)
+    return [w for w in compile_path(tmp_path / "config.yaml").warnings if w.code == "HP826"]
+
+
+def test_a_yaml_mapping_the_trainer_reads_by_its_keys_is_not_warned(tmp_path: Path) -> None:
+    reads = ("\n\ndef clipped(trainer, x):\n"
+             "    bounds = trainer.training_config['clip']\n    return x.clamp(bounds['min'], bounds['max'])\n")
+    assert yaml_hp826(tmp_path, reads) == []
+
+
+def test_a_yaml_mapping_nothing_reads_is_warned_without_calling_a_constant_a_mistake(tmp_path: Path) -> None:
+    (w,) = yaml_hp826(tmp_path, "")
+    assert w.message == ("`clip` is a constant mapping: every trial gets it as written; without a `type` it is "
+                         "not searched")
+    assert w.help == ("to search it, add `type: uniform` (or `loguniform`, `randint`, ...); "
+                      "if the trainer reads it as a mapping, it is right as written")

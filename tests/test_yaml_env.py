@@ -1,0 +1,85 @@
+"""`${oc.env:VAR}` and `${oc.env:VAR,default}` in itwinai configs (OmegaConf's resolver, as
+users on JUWELS or LUMI write `${oc.env:SCRATCH}/data`): refused (HP113) until hpoc read
+them. hpoc reads the variable when it compiles, on the machine it compiles on, and the
+plan holds the value (docs/migrating-from-itwinai.md says why)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpoc.compiler import compile_path
+from hpoc.errors import SpecError
+from yaml_configs import EXAMPLE, write
+
+SEED = (EXAMPLE / "config.yaml").read_text(encoding="utf-8")
+
+
+def compiled(tmp_path: Path, old: str, new: str) -> dict:
+    assert old in SEED, old
+    write(tmp_path, SEED.replace(old, new, 1))
+    return compile_path(tmp_path / "config.yaml").plan
+
+
+def refused(tmp_path: Path, old: str, new: str) -> list:
+    write(tmp_path, SEED.replace(old, new, 1))
+    with pytest.raises(SpecError) as info:
+        compile_path(tmp_path / "config.yaml")
+    return [d for d in info.value.diagnostics if d.code == "HP113"]
+
+
+def test_a_variable_is_read_into_paths_arguments_and_values(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HPOC_TEST_SCRATCH", str(tmp_path / "scratch"))
+    plan = compiled(tmp_path, "storage_path: ray_checkpoints", "storage_path: ${oc.env:HPOC_TEST_SCRATCH}/hpo")
+    assert plan["storage"]["path"] == str(tmp_path / "scratch" / "hpo")
+    plan = compiled(tmp_path, "- class_path: data.FashionMNISTGetter",
+                    "- class_path: data.FashionMNISTGetter\n        init_args:\n"
+                    '          root: "${oc.env:HPOC_TEST_SCRATCH}/fmnist"')
+    assert plan["pipeline"]["getter"]["args"] == {"root": f"{tmp_path}/scratch/fmnist"}
+    # a value that is the variable alone is its text, as OmegaConf gives it (a string)
+    monkeypatch.setenv("HPOC_TEST_TAG", "run-${x}")  # not a reference: the variable's text as it is
+    plan = compiled(tmp_path, "epochs: 20", "epochs: 20\n              tag: ${oc.env:HPOC_TEST_TAG}")
+    assert plan["space"]["constants"]["tag"] == "run-${x}"
+
+
+def test_a_default_after_the_comma_is_used_when_the_variable_is_unset(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("HPOC_TEST_UNSET", raising=False)
+    for written, value in (("${oc.env:HPOC_TEST_UNSET,/tmp/x}/data", "/tmp/x/data"),
+                           ("${oc.env:HPOC_TEST_UNSET, /tmp/y}", "/tmp/y"),  # OmegaConf strips spaces
+                           ("\"${oc.env:HPOC_TEST_UNSET,'a,b'}\"", "a,b"),  # a quoted default keeps its comma
+                           ("${oc.env:HPOC_TEST_UNSET,null}", None),
+                           ("${oc.env:HPOC_TEST_UNSET,8}", "8")):  # OmegaConf's default is a string too
+        plan = compiled(tmp_path, "epochs: 20", f"epochs: 20\n              where: {written}")
+        assert plan["space"]["constants"]["where"] == value, written
+    monkeypatch.setenv("HPOC_TEST_UNSET", "/set")  # a set variable wins over its default
+    plan = compiled(tmp_path, "epochs: 20", "epochs: 20\n              where: ${oc.env:HPOC_TEST_UNSET,/tmp/x}")
+    assert plan["space"]["constants"]["where"] == "/set"
+
+
+def test_an_unset_variable_without_a_default_is_an_error_where_it_is_written(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("HPOC_TEST_UNSET", raising=False)
+    (d,) = refused(tmp_path, "storage_path: ray_checkpoints", "storage_path: ${oc.env:HPOC_TEST_UNSET}/hpo")
+    assert (d.line, d.col) == (42, 29)
+    assert d.message == "environment variable `HPOC_TEST_UNSET` is not set (`${oc.env:HPOC_TEST_UNSET}`)"
+    assert d.help == ("hpoc reads it when it compiles, here: export it before `hpoc check`/`submit`, or "
+                      "give a default, `${oc.env:HPOC_TEST_UNSET,/a/path}`")
+
+
+def test_a_jobs_own_variable_is_refused_as_the_compile_cannot_know_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SLURM_JOB_ID", "123")  # compiled inside an allocation: still not the job's
+    (d,) = refused(tmp_path, "storage_path: ray_checkpoints", "storage_path: ${oc.env:SLURM_JOB_ID,0}/hpo")
+    assert d.message == ("`${oc.env:SLURM_JOB_ID,0}` is the job's own variable: hpoc reads `${oc.env:...}` "
+                         "when it compiles, before the job exists")
+    assert d.help == 'read it where it is used, as the trial runs (`os.environ["SLURM_JOB_ID"]`)'
+
+
+def test_other_resolvers_stay_refused_with_what_is_supported(tmp_path: Path) -> None:
+    (d,) = refused(tmp_path, "storage_path: ray_checkpoints", "storage_path: ${now:%Y-%m-%d}/hpo")
+    assert d.message == "resolver `${now:%Y-%m-%d}` is not supported"
+    assert d.help == ("hpoc reads `${oc.env:VAR}` (or `${oc.env:VAR,default}`) and references to the file's own "
+                      "keys (`${a.b}`); write the value itself")
+    (d,) = refused(tmp_path, "storage_path: ray_checkpoints", "storage_path: ${oc.env:}/hpo")
+    assert d.message == "`${oc.env:}` names no variable"
+    assert d.help == "write `${oc.env:VAR}`, or `${oc.env:VAR,default}`"
+

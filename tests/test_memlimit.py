@@ -610,3 +610,13 @@ def test_a_resumed_run_counts_errored_trials_beside_hebos_cap_only_when_it_retri
     said = _hebo_warned(tmp_path, monkeypatch, statuses, retry_errored=True)  # Tune restarts them beside HEBO's 8
     assert said.startswith("[hpoc] warning: 11 trials run at once here"), said
 
+
+def test_hebos_points_to_evaluate_run_at_once_beyond_its_own_cap(tmp_path, monkeypatch) -> None:
+    """Ray's HEBOSearch hands out its `points_to_evaluate` before its cap of 8 applies: 12
+    points on 16 CPUs run 12 trials at once where 10 trials' copies fit, and nothing was said."""
+    said = _hebo_warned(tmp_path, monkeypatch, None, points=12)
+    assert said.startswith("[hpoc] warning: 12 trials run at once here"), said
+    assert "set `max_concurrent = 10`" in said, said
+    # resumed after 6 of them ended: the points left (6) run within HEBO's 8
+    statuses = ["TERMINATED"] * 6 + ["RUNNING"] * 6
+    assert _hebo_warned(tmp_path, monkeypatch, statuses, points=12) == ""

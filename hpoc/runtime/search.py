@@ -186,16 +186,21 @@ def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, 
     return searcher, param_space, count
 
 
-def search_cap(plan: dict[str, Any]) -> int | None:
+def search_cap(plan: dict[str, Any], ended: int = 0) -> int | None:
     """The most trials the plan's search lets run at once, None for no limit:
     `trials.max_concurrent` (Tune hands it to the searcher), else a searcher's own default
-    (Ray's HEBOSearch: 8). Trials a resumed run restores are held to the former only."""
+    (Ray's HEBOSearch: 8). Trials a resumed run restores are held to the former only.
+    `ended`: the trials an earlier run ended, when this one resumes it."""
     cap = plan["trials"]["max_concurrent"]
     if cap or plan["search"]["algorithm"] != "hebo":
         return cap or None
     from ray.tune.search.hebo import HEBOSearch
 
-    return int(inspect.signature(HEBOSearch).parameters["max_concurrent"].default)
+    own = int(inspect.signature(HEBOSearch).parameters["max_concurrent"].default)
+    # HEBOSearch hands out its points_to_evaluate, first, past its own cap; a resumed run
+    # has those the earlier run did not end (its others came only after all of them)
+    points = len((plan["search"].get("options") or {}).get("points_to_evaluate") or ())
+    return max(own, points - ended)
 
 
 def _shard_seed(seed: Any, shard: int) -> int:

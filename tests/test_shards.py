@@ -244,3 +244,18 @@ def test_shards_racing_queued_points_never_run_more_than_the_budget(tmp_path, mo
     assert first.suggest("c") == first.FINISHED and late.suggest("y") == late.FINISHED
     counted = [r for r in journal_trials(plan) if not r["extra"]]
     assert len(counted) == 2 and {r["ray_trial"] for r in counted} == {"a", "b"}, counted
+
+
+def test_status_does_not_count_queued_points_as_asked(tmp_path):
+    """`hpoc status` of a sharded Optuna study whose shard 0 had queued its 2
+    `points_to_evaluate` said `optuna journal: 2 trial(s) asked, 0 complete (shard 0: 0,
+    shard 1: 0)` before any shard asked for one: the shards' counts did not add up, and
+    the budget read as taken."""
+    from hpoc.commands import status
+
+    plan = sharded_plan(tmp_path, shards=2, num_samples=4)
+    plan["search"]["options"]["points_to_evaluate"] = [{"lr": 0.01, "hidden": 8}, {"lr": 0.02, "hidden": 16}]
+    s, _ = searcher(plan, 0)  # shard 0 queues the points
+    assert status.gather(plan, None)["journal"]["trials"] == 0
+    s.suggest("a")
+    assert status.gather(plan, None)["journal"] == {"trials": 1, "complete": 0, "per_shard": {"0": 1, "1": 0}}

@@ -354,7 +354,7 @@ def _warn_concurrent(plan: dict[str, Any], tensors: int, room: Any, stream: Text
 
     nodes = ray.nodes()
     slots = session.worker_slots(plan, nodes)
-    cap = search.search_cap(plan, ended=STATE.saved_ended if STATE.mode == "restore" else 0) or 10**9
+    cap = search.search_cap(plan, STATE.saved_ended if STATE.mode == "restore" else 0, shard) or 10**9
     if not plan["trials"]["max_concurrent"]:  # a searcher's own cap: restored trials are not held to it
         cap += restored
     at_once = min(session.trials_at_once(plan, nodes), left, cap)

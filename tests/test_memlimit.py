@@ -454,11 +454,11 @@ def test_hebos_own_cap_bounds_the_trials_said_to_run_at_once(monkeypatch) -> Non
     # a resumed run restores its errored trials beside the 8 HEBO lets run: they count
     out = io.StringIO()
     STATE.mode, STATE.errored = "restore", {"e1", "e2", "e3"}
-    study._warn_concurrent(plan, 3 * GIB, Room(31 * GIB), out, 64)
+    study._warn_concurrent(plan, 3 * GIB, Room(31 * GIB), out, 64, restored=3)
     assert out.getvalue().startswith("[hpoc] warning: 11 trials run at once here"), out.getvalue()
     out = io.StringIO()  # the study's cap holds them too (resume.py)
     study._warn_concurrent({**plan, "trials": {"num_samples": 64, "max_concurrent": 12}}, 3 * GIB,
-                           Room(31 * GIB), out, 64)
+                           Room(31 * GIB), out, 64, restored=3)
     assert out.getvalue().startswith("[hpoc] warning: 12 trials run at once here"), out.getvalue()
     STATE.__init__()
 
@@ -565,3 +565,58 @@ def test_a_multi_node_job_whose_nodes_cannot_hold_their_trials_copies_warns(monk
     assert text.startswith("[hpoc] warning: 7 trials run at once on the job's 2 nodes, but their workers' "
                            "copies of the data (3.0 GiB each, one a worker) fit 2 a node"), text
     assert "a node gets 7 or more" in text and "`max_concurrent = 2`" in text, text
+
+
+def _hebo_warned(tmp_path, monkeypatch, statuses, points=0, retry_errored=True) -> str:
+    """What a HEBO study without `max_concurrent`, resumed from `statuses` (None: a fresh
+    run), warns on 16 CPUs where 10 trials' copies (3 GiB each) fit."""
+    import io
+
+    import ray
+
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker, study
+    from hpoc.runtime.shards import experiment_dir
+    from hpoc.runtime.watch import STATE
+    from runtime_plans import make_plan, saved_state
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 16.0}}])
+    monkeypatch.setattr(study, "refuse_synch_population", lambda plan, exp: None)
+    options = {"points_to_evaluate": [{"lr": 0.001 * (i + 1)} for i in range(points)]} if points else {}
+    plan = make_plan(tmp_path, tmp_path / "results", trials={"num_samples": 64, "max_concurrent": None},
+                     search={"algorithm": "hebo", "options": options})
+    plan["resume"]["retry_errored"] = retry_errored
+    exp = experiment_dir(plan, 0)
+    fp = marker.fingerprint(plan, plan_hash(plan))
+    if statuses is not None:
+        saved_state(exp, statuses)
+        marker.write(exp, fp, 0)
+    STATE.__init__()
+    opts = study.RunOptions()
+    study._prior(plan, opts, exp, fp, io.StringIO())
+    out = io.StringIO()
+    study._warn_concurrent(plan, 3 * GIB, Room(31 * GIB), out, study._trials_left(plan, opts),
+                           restored=study._errored_rerun(plan, opts))
+    STATE.__init__()
+    return out.getvalue()
+
+
+def test_a_resumed_run_counts_errored_trials_beside_hebos_cap_only_when_it_retries_them(
+        tmp_path, monkeypatch) -> None:
+    """A resumed HEBO study whose 3 errored trials stay errored (`resume.retry_errored =
+    false`) runs 8 trials at once, HEBO's cap: it was warned that 11 ran where 10 fit."""
+    statuses = ["TERMINATED"] * 40 + ["ERROR"] * 3 + ["RUNNING", "PENDING"]
+    assert _hebo_warned(tmp_path, monkeypatch, statuses, retry_errored=False) == ""
+    said = _hebo_warned(tmp_path, monkeypatch, statuses, retry_errored=True)  # Tune restarts them beside HEBO's 8
+    assert said.startswith("[hpoc] warning: 11 trials run at once here"), said
+
+
+def test_hebos_points_to_evaluate_run_at_once_beyond_its_own_cap(tmp_path, monkeypatch) -> None:
+    """Ray's HEBOSearch hands out its `points_to_evaluate` before its cap of 8 applies: 12
+    points on 16 CPUs run 12 trials at once where 10 trials' copies fit, and nothing was said."""
+    said = _hebo_warned(tmp_path, monkeypatch, None, points=12)
+    assert said.startswith("[hpoc] warning: 12 trials run at once here"), said
+    assert "set `max_concurrent = 10`" in said, said
+    # resumed after 6 of them ended: the points left (6) run within HEBO's 8
+    statuses = ["TERMINATED"] * 6 + ["RUNNING"] * 6
+    assert _hebo_warned(tmp_path, monkeypatch, statuses, points=12) == ""

@@ -562,3 +562,35 @@ def test_optuna_learns_nothing_good_from_a_diverged_trial(mode, value):
     (told,) = searcher._ot_study.get_trials()
     assert told.state == TrialState.FAIL
     assert searcher._ot_study.best_trials == []
+
+
+@pytest.mark.parametrize("algorithm, module, cls", [("hebo", "hebo", "HEBOSearch"),
+                                                    ("hyperopt", "hyperopt", "HyperOptSearch")])
+def test_shards_of_a_ray_searcher_split_the_points_to_evaluate(monkeypatch, algorithm, module, cls):
+    """A job array of 2 shards searching with hebo (hyperopt, ...: a searcher of each shard's
+    own) ran every point in each shard: each point twice, and 2 x 3 of a study's 4 trials.
+    Shard k runs the points i with i mod K == k, as it runs the study's trials."""
+    ray_module = importlib.import_module(f"ray.tune.search.{module}")
+    made = []
+    monkeypatch.setattr(search, "require_libraries", lambda algorithm: None)
+    monkeypatch.setattr(ray_module, cls, lambda **kwargs: made.append(kwargs) or "searcher")
+    points = [{"lr": 0.001}, {"lr": 0.002}, {"lr": 0.003}]
+    sharded = plan(search={"algorithm": algorithm, "options": {"points_to_evaluate": points}, "_replace": True},
+                   trials={"num_samples": 4}, shards={"count": 2, "parallel": 2})
+    for shard in (0, 1):
+        search.make_searcher(sharded, shard)
+    assert [m["points_to_evaluate"] for m in made] == [points[0::2], points[1::2]]
+    search.make_searcher(plan(search={"algorithm": algorithm, "options": {"points_to_evaluate": points},
+                                      "_replace": True}, trials={"num_samples": 4}))
+    assert made[-1]["points_to_evaluate"] == points  # one shard: all of them
+
+
+def test_hebos_cap_counts_its_shards_points_only():
+    """HEBO hands out its points past its cap of 8: a shard's own (17 points over 2 shards:
+    9 and 8), not the study's 17 (the concurrent-trials warning reads this)."""
+    points = [{"lr": 0.001 * (i + 1)} for i in range(17)]
+    sharded = plan(search={"algorithm": "hebo", "options": {"points_to_evaluate": points}, "_replace": True},
+                   trials={"num_samples": 40, "max_concurrent": None}, shards={"count": 2, "parallel": 2})
+    assert [search.search_cap(sharded, shard=k) for k in (0, 1)] == [9, 8]
+    assert search.search_cap(sharded, ended=3, shard=0) == 8  # resumed: 6 of its points left
+    assert search.search_cap({**sharded, "trials": {"num_samples": 40, "max_concurrent": 4}}, shard=0) == 4

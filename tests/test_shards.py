@@ -219,3 +219,43 @@ def test_points_to_evaluate_that_fill_the_budget_all_run(tmp_path):
     b = other.suggest("b")
     assert b != other.FINISHED and {k: b[k] for k in ("lr", "hidden")} == points[1], b
     assert s.suggest("c") == s.FINISHED and other.suggest("d") == other.FINISHED  # the budget, no more
+
+
+def test_shards_racing_queued_points_never_run_more_than_the_budget(tmp_path, monkeypatch):
+    """The check before an ask does not count queued points (WAITING): only the rank check
+    after it holds the budget, and it must count them. Shard 1 read the journal before
+    shard 0 queued the budget's 2 points, then asked: it made a new trial (#2) beside
+    them. Counted by rank, the points take the budget and #2 is extra; a rank that left
+    WAITING points out let #2 and both points run, 3 trials of a budget of 2."""
+    import optuna
+
+    from hpoc.runtime.shards import journal_trials
+
+    plan = sharded_plan(tmp_path, shards=2, num_samples=2)
+    plan["search"]["options"]["points_to_evaluate"] = [{"lr": 0.01, "hidden": 8}, {"lr": 0.02, "hidden": 16}]
+    late, _ = searcher(plan, 1)
+    first, _ = searcher(plan, 0)  # shard 0 queues the points
+    with monkeypatch.context() as m:  # shard 1's ask read the journal before they were queued
+        m.setattr(optuna.study.Study, "_pop_waiting_trial_id", lambda self: None)
+        assert late.suggest("x") == late.FINISHED
+    ran = [first.suggest("a"), first.suggest("b")]
+    assert all(c != first.FINISHED for c in ran), ran
+    assert [{k: c[k] for k in ("lr", "hidden")} for c in ran] == plan["search"]["options"]["points_to_evaluate"]
+    assert first.suggest("c") == first.FINISHED and late.suggest("y") == late.FINISHED
+    counted = [r for r in journal_trials(plan) if not r["extra"]]
+    assert len(counted) == 2 and {r["ray_trial"] for r in counted} == {"a", "b"}, counted
+
+
+def test_status_does_not_count_queued_points_as_asked(tmp_path):
+    """`hpoc status` of a sharded Optuna study whose shard 0 had queued its 2
+    `points_to_evaluate` said `optuna journal: 2 trial(s) asked, 0 complete (shard 0: 0,
+    shard 1: 0)` before any shard asked for one: the shards' counts did not add up, and
+    the budget read as taken."""
+    from hpoc.commands import status
+
+    plan = sharded_plan(tmp_path, shards=2, num_samples=4)
+    plan["search"]["options"]["points_to_evaluate"] = [{"lr": 0.01, "hidden": 8}, {"lr": 0.02, "hidden": 16}]
+    s, _ = searcher(plan, 0)  # shard 0 queues the points
+    assert status.gather(plan, None)["journal"]["trials"] == 0
+    s.suggest("a")
+    assert status.gather(plan, None)["journal"] == {"trials": 1, "complete": 0, "per_shard": {"0": 1, "1": 0}}

@@ -320,7 +320,8 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
     if shared_budget(plan):
         rows = journal_trials(plan)
         if rows is not None:
-            budget_rows = [r for r in rows if not r["extra"]]
+            # a queued point (`points_to_evaluate`, WAITING) is asked for later (shards.budget_used)
+            budget_rows = [r for r in rows if not r["extra"] and r["state"] != "WAITING"]
             journal = {"trials": len(budget_rows), "complete": sum(r["state"] == "COMPLETE" for r in budget_rows),
                        "per_shard": {str(k): sum(r["shard"] == k for r in budget_rows) for k in range(count)}}
     return {

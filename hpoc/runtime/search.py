@@ -152,6 +152,8 @@ def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, 
     # conditions: conditional parameters are searched always and dropped from configs
     # where inactive (see space.trial_config).
     param_space = sp.ray_domains(space, grid_as_choice=True)
+    if options.get("points_to_evaluate"):  # each shard its share, as of the study's trials
+        options["points_to_evaluate"] = shard_points(options["points_to_evaluate"], shard, shards)
     if seed is not None:
         options.setdefault(_SEED_ARG.get(algorithm, "seed"), _shard_seed(seed, shard))
     metric, mode = names[0], modes[0]
@@ -186,16 +188,27 @@ def make_searcher(plan: dict[str, Any], shard: int = 0) -> tuple[Any, dict[str, 
     return searcher, param_space, count
 
 
-def search_cap(plan: dict[str, Any]) -> int | None:
+def shard_points(points: list[Any], shard: int, shards: int) -> list[Any]:
+    """The `points_to_evaluate` a searcher of shard `shard`'s own runs: those i with
+    i mod `shards` == `shard` (each point once in the study)."""
+    return list(points[shard::shards])
+
+
+def search_cap(plan: dict[str, Any], ended: int = 0, shard: int = 0) -> int | None:
     """The most trials the plan's search lets run at once, None for no limit:
     `trials.max_concurrent` (Tune hands it to the searcher), else a searcher's own default
-    (Ray's HEBOSearch: 8). Trials a resumed run restores are held to the former only."""
+    (Ray's HEBOSearch: 8). Trials a resumed run restores are held to the former only.
+    `ended`: the trials an earlier run of shard `shard` ended, when this one resumes it."""
     cap = plan["trials"]["max_concurrent"]
     if cap or plan["search"]["algorithm"] != "hebo":
         return cap or None
     from ray.tune.search.hebo import HEBOSearch
 
-    return int(inspect.signature(HEBOSearch).parameters["max_concurrent"].default)
+    own = int(inspect.signature(HEBOSearch).parameters["max_concurrent"].default)
+    # HEBOSearch hands out its points_to_evaluate, first, past its own cap; a resumed run
+    # has those the earlier run did not end (its others came only after all of them)
+    points = (plan["search"].get("options") or {}).get("points_to_evaluate") or []
+    return max(own, len(shard_points(points, shard, plan["shards"]["count"])) - ended)
 
 
 def _shard_seed(seed: Any, shard: int) -> int:

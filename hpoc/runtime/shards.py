@@ -107,7 +107,8 @@ def budget_open(plan: dict[str, Any], shard: int) -> int | None:
 
 def budget_rank(trials: list[Any], number: int) -> int:
     """How many budget trials precede trial `number` (Optuna numbers are dense and unique:
-    the journal assigns them in log order under its lock)."""
+    the journal assigns them in log order under its lock). Queued points (WAITING) count,
+    unlike in `budget_used`: a shard pops them later, and only this check holds them."""
     return sum(1 for t in trials if t.number < number and EXTRA_ATTR not in t.user_attrs)
 
 

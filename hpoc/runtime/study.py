@@ -167,7 +167,8 @@ def _run(plan: dict[str, Any], opts: RunOptions, stream: TextIO, out: TextIO) ->
                 say(stream, _sharing_line(ray_session.neighbours))
             _check_capacity(plan, ray_session)
             if room is not None:
-                _warn_concurrent(plan, tensors, room, stream, _trials_left(plan, opts), opts.shard)
+                _warn_concurrent(plan, tensors, room, stream, _trials_left(plan, opts), opts.shard,
+                                 _errored_rerun(plan, opts))
             if building := deepspeed_ops.build_line(plan):
                 say(stream, building)
             if mode == "aside":  # only now: a getter, a Ray or a trial too big for it leaves the earlier run
@@ -326,12 +327,18 @@ def _trials_left(plan: dict[str, Any], opts: RunOptions) -> int:
     total = trials_of_shard(plan, opts.shard)
     if STATE.mode != "restore":
         return total
+    return max(0, total - STATE.saved_ended) + _errored_rerun(plan, opts)
+
+
+def _errored_rerun(plan: dict[str, Any], opts: RunOptions) -> int:
+    """The errored trials this run starts again (after `_prior`): Tune restores them all at
+    once, beside what the search asks for."""
     retried = bool(opts.retry_errored or plan["resume"].get("retry_errored"))
-    return max(0, total - STATE.saved_ended) + (len(STATE.errored) if retried else 0)
+    return len(STATE.errored) if STATE.mode == "retry" or (STATE.mode == "restore" and retried) else 0
 
 
 def _warn_concurrent(plan: dict[str, Any], tensors: int, room: Any, stream: TextIO, left: int,
-                     shard: int = 0) -> None:
+                     shard: int = 0, restored: int = 0) -> None:
     """Trials that would run at once here, or on a job's nodes, whose copies of the data
     (`tensors` bytes a worker) do not all fit (`datamem.crowded`): a warning naming how many
     fit, and the setting that caps them.
@@ -339,15 +346,15 @@ def _warn_concurrent(plan: dict[str, Any], tensors: int, room: Any, stream: Text
     of a trial's memory (its model and batches come on top), and `max_concurrent` shapes
     the search. `left`: the trials this run may start (`_trials_left`); at once, no more
     than the search lets run (`search.search_cap`) and, under a shared Optuna budget, than
-    the journal leaves the shard (read only when there would be a warning)."""
+    the journal leaves the shard (read only when there would be a warning). `restored`: the
+    errored trials it starts again (`_errored_rerun`)."""
     import ray
 
     from hpoc.runtime import datamem, search, session, shards
 
     nodes = ray.nodes()
     slots = session.worker_slots(plan, nodes)
-    restored = len(STATE.errored) if STATE.mode in ("restore", "retry") else 0
-    cap = search.search_cap(plan) or 10**9
+    cap = search.search_cap(plan, STATE.saved_ended if STATE.mode == "restore" else 0, shard) or 10**9
     if not plan["trials"]["max_concurrent"]:  # a searcher's own cap: restored trials are not held to it
         cap += restored
     at_once = min(session.trials_at_once(plan, nodes), left, cap)

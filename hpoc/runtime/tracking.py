@@ -13,7 +13,8 @@ fails is switched off with one warning (per backend and process) and training go
 
 MLflow: one parent run per study (tag `hpoc.study_key` = the plan's hash), one nested child
 run per trial (tag `hpoc.trial`), params and per-epoch metrics; by default a local file
-store at `<storage.path>/<storage.name>/mlruns`. TensorBoard: one event-file directory per
+store at `<storage.path>/<storage.name>/mlruns`. A server is sent to off the training thread
+(`tracking_send`): one that dies mid-trial costs the trial a probe, not MLflow's retries. TensorBoard: one event-file directory per
 trial under `<storage.path>/<storage.name>/tensorboard/` (or the logger's tracking_uri).
 A trial that resumes from its checkpoint continues its run (or folder) and leaves out the
 steps it already has; one that starts over (no checkpoint; PBT's exploit of an older one)
@@ -579,6 +580,7 @@ class _MlflowSink:
         why = _no_answer(self.uri, 1.0)
         if why is None or why.startswith("answers"):
             return None
+        why = why if why.startswith("does not answer (") else f"does not answer in {FIRST_ANSWER_S:g} s"
         return (f"{_found_gone(self.uri, why)}; this trial logs no more to it (the metrics it "
                 "reports stay in its result.json)")
 

@@ -893,6 +893,37 @@ def test_closing_a_trial_whose_server_hung_is_bounded(tmp_path, monkeypatch, cap
         server.server_close()
 
 
+def test_an_item_logged_to_a_server_that_hung_switches_the_logger_off(tmp_path, monkeypatch, caplog):
+    """`self.log(item, kind="text")` to a server gone mid-trial failed as "one bad item" (after
+    MLflow's minutes of retries) and kept the logger: each later log waited as long again.
+    It is waited for FIRST_ANSWER_S and a probe, then the logger is off, said once."""
+    import mlflow.tracking  # noqa: F401
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 1.0, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    gate, asked = _gate(), []
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        time.sleep(0.2)  # its params sent
+        gate["stalled"].set()
+        started = time.monotonic()
+        tracker.log_item("text", "notes", "notes.txt")
+        assert time.monotonic() - started < 3 and tracker.kinds == []
+        started = time.monotonic()
+        tracker.log_metrics({"val_loss": 1.0}, step=0)
+        tracker.close()
+        assert time.monotonic() - started < 0.2
+        said = [r.getMessage() for r in caplog.records if r.name == "hpoc.tracking"]
+        assert len(said) == 1 and "tracking disabled" in said[0] and "result.json" in said[0], said
+    finally:
+        gate["release"].set()
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_server_found_gone_is_asked_again_a_while_later(tmp_path, monkeypatch):
     """A server found gone was asked no more by the process for the rest of the study: Ray
     reuses a one-worker trial's process, and after a server's restart of a few minutes every

@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from hpoc.runtime.tracking_send import Gone
+
 log = logging.getLogger("hpoc.tracking")
 _warned: set[str] = set()
 
@@ -926,9 +928,12 @@ class Tracker:
             try:
                 fn(sink)
             except Exception as exc:  # noqa: BLE001 — never let tracking crash a trial
-                _warn_once(sink.kind, what, exc)
-                self._sinks.remove(sink)
-                getattr(sink, "failed", lambda: None)()
+                self._drop(sink, what, exc)
+
+    def _drop(self, sink: Any, what: str, exc: BaseException) -> None:
+        _warn_once(sink.kind, what, exc)
+        self._sinks.remove(sink)
+        getattr(sink, "failed", lambda: None)()
 
     def begin(self, keep: Mapping[str, int] | None) -> None:
         """Where this attempt of the trial starts; said before its first metric, or that
@@ -1024,9 +1029,11 @@ class Tracker:
         loggers that take it (MLflow: artifact, torch, dict, text, figure, image), said once
         per kind when none does."""
         taken = False
-        for sink in self._sinks:
+        for sink in list(self._sinks):
             try:
                 taken = getattr(sink, "log_item", lambda *a: False)(kind, item, name) or taken
+            except Gone as exc:  # not the item's fault: its server stopped answering
+                self._drop(sink, f"logging {kind}", exc)
             except Exception as exc:  # noqa: BLE001 — one bad item (a missing file) keeps the logger
                 taken = True
                 if f"item-error:{kind}" not in _warned:

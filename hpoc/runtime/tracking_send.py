@@ -97,7 +97,8 @@ class Sender:
             self._cond.acquire()
         if why and self._since is not None:
             self.stop_locked()
-            raise Gone(why)
+            self._error = Gone(why)  # every later call raises it too
+            raise self._error
 
     def _wait_until(self, ready: Callable[[], bool]) -> None:
         while not ready():

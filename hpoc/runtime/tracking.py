@@ -14,8 +14,9 @@ fails is switched off with one warning (per backend and process) and training go
 MLflow: one parent run per study (tag `hpoc.study_key` = the plan's hash), one nested child
 run per trial (tag `hpoc.trial`), params and per-epoch metrics; by default a local file
 store at `<storage.path>/<storage.name>/mlruns`. A server is sent to off the training thread
-(`tracking_send`): one that dies mid-trial costs the trial a probe, not MLflow's retries. TensorBoard: one event-file directory per
-trial under `<storage.path>/<storage.name>/tensorboard/` (or the logger's tracking_uri).
+(`tracking_send`): one that dies mid-trial costs the trial a probe, not MLflow's retries.
+TensorBoard: one event-file directory per trial under `<storage.path>/<storage.name>/tensorboard/`
+(or the logger's tracking_uri).
 A trial that resumes from its checkpoint continues its run (or folder) and leaves out the
 steps it already has; one that starts over (no checkpoint; PBT's exploit of an older one)
 replaces the points after where it starts (`Tracker.begin`).
@@ -34,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from hpoc.runtime.tracking_send import Gone
+from hpoc.runtime import tracking_send
 
 log = logging.getLogger("hpoc.tracking")
 _warned: set[str] = set()
@@ -545,8 +546,6 @@ class _MlflowSink:
 
     def __init__(self, plan: Mapping[str, Any], logger: Mapping[str, Any], trial_name: str,
                  trial_index: int | None, parent_run_id: str | None) -> None:
-        from hpoc.runtime import tracking_send
-
         self.batch = logger.get("log_freq") == "batch"
         self.uri = uri = mlflow_uri(plan, logger)
         self.client = client = _mlflow_client(uri)
@@ -1032,7 +1031,7 @@ class Tracker:
         for sink in list(self._sinks):
             try:
                 taken = getattr(sink, "log_item", lambda *a: False)(kind, item, name) or taken
-            except Gone as exc:  # not the item's fault: its server stopped answering
+            except tracking_send.Gone as exc:  # not the item's fault: its server stopped answering
                 self._drop(sink, f"logging {kind}", exc)
             except Exception as exc:  # noqa: BLE001 — one bad item (a missing file) keeps the logger
                 taken = True

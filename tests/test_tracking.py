@@ -847,7 +847,7 @@ def test_a_server_that_hangs_mid_trial_does_not_hold_training(tmp_path, monkeypa
             tracker.log_metrics({"val_loss": 1.0 / (epoch + 1)}, step=epoch)
             took.append(time.monotonic() - started)
             time.sleep(0.6)
-        assert max(took) < 1.5, took  # the probe's second at most, once
+        assert max(took) < 2.5, took  # the probe's second at most, once (on a loaded machine)
         assert sorted(took)[-2] < 0.2, took
         assert tracker.kinds == []
         started = time.monotonic()
@@ -885,7 +885,7 @@ def test_closing_a_trial_whose_server_hung_is_bounded(tmp_path, monkeypatch, cap
         gate["stalled"].set()
         started = time.monotonic()
         tracker.close()
-        assert time.monotonic() - started < 3  # FIRST_ANSWER_S and a 1 s probe
+        assert time.monotonic() - started < 4  # FIRST_ANSWER_S and a 1 s probe
         assert len([r for r in caplog.records if "tracking disabled" in r.getMessage()]) == 1
     finally:
         gate["release"].set()
@@ -911,7 +911,7 @@ def test_an_item_logged_to_a_server_that_hung_switches_the_logger_off(tmp_path, 
         gate["stalled"].set()
         started = time.monotonic()
         tracker.log_item("text", "notes", "notes.txt")
-        assert time.monotonic() - started < 3 and tracker.kinds == []
+        assert time.monotonic() - started < 4 and tracker.kinds == []  # FIRST_ANSWER_S and a probe
         started = time.monotonic()
         tracker.log_metrics({"val_loss": 1.0}, step=0)
         tracker.close()

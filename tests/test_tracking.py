@@ -823,7 +823,7 @@ def test_a_slow_server_does_not_hold_training_and_gets_every_metric(tmp_path):
 def test_a_server_that_hangs_mid_trial_does_not_hold_training(tmp_path, monkeypatch, caplog):
     """A server that stopped answering after the trial's run was made (its host hung, a
     stopped process that still takes connections): the next log waited for MLflow's client,
-    120 s a try and 7 retries with backoff (over 15 minutes; shortened here to 3 s and one
+    120 s a try and 7 retries with backoff (20 minutes; shortened here to 3 s and one
     retry), with the GPU idle. Logging returns at once; the server is probed once a send has
     waited FIRST_ANSWER_S, and one that does not answer switches the logger off with one
     line saying where the trial's metrics are. Later logs cost nothing, and the thread left

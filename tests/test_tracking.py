@@ -764,13 +764,164 @@ def test_a_server_that_stops_mid_trial_is_not_asked_by_the_next_trials(tmp_path,
     server.shutdown()
     server.server_close()
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # not MLflow's minutes of retries
-    tracker.log_metrics({"val_loss": 0.5}, step=0)
+    deadline = time.monotonic() + 10  # sent off the trial's thread: the failure is seen at a later call
+    for step in range(1000):
+        tracker.log_metrics({"val_loss": 0.5}, step=step)
+        if not tracker.kinds or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert tracker.kinds == []
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")  # a later trial's client retries again
     before, started = _asking_threads(), time.monotonic()
     assert open_loggers(plan, "t00001_abc", {"lr": 0.1}, rank=0, parent_run_id="0123").kinds == []
     assert time.monotonic() - started < 1 and _asking_threads() == before
     assert len([r for r in caplog.records if "tracking disabled" in r.getMessage()]) == 1, caplog.text
+
+
+def _sending_threads() -> list:
+    import threading
+
+    from hpoc.runtime.tracking_send import THREAD_NAME
+
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME]
+
+
+def _gate() -> dict:
+    import threading
+
+    return {"batch_s": 0.0, "stalled": threading.Event(), "release": threading.Event()}
+
+
+def test_a_slow_server_does_not_hold_training_and_gets_every_metric(tmp_path):
+    """Each metric was sent on the training thread: a server taking 0.25 s per write held the
+    trial (and its GPU) 0.25 s an epoch. Logging returns at once; closing sends the rest, and
+    the sending thread ends with the trial (a reused process runs many)."""
+    import mlflow.tracking  # noqa: F401
+
+    gate, asked = _gate(), []
+    gate["batch_s"] = 0.25
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        before = len(_sending_threads())
+        for trial in range(2):
+            tracker = open_loggers(plan, f"t{trial:05d}_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+            started = time.monotonic()
+            for epoch in range(4):
+                tracker.log_metrics({"val_loss": 1.0 / (epoch + 1)}, step=epoch)
+            assert time.monotonic() - started < 0.4
+            tracker.close()
+            assert tracker.kinds == [] and not tracking._warned
+            assert len(_sending_threads()) == before  # ended with its trial
+        assert sum("log-batch" in p for p in asked) == 2 * (4 + 1)  # each epoch, and the params
+        assert sum("runs/update" in p for p in asked) >= 2  # each run ended
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_that_hangs_mid_trial_does_not_hold_training(tmp_path, monkeypatch, caplog):
+    """A server that stopped answering after the trial's run was made (its host hung, a
+    stopped process that still takes connections): the next log waited for MLflow's client,
+    120 s a try and 7 retries with backoff (20 minutes; shortened here to 3 s and one
+    retry), with the GPU idle. Logging returns at once; the server is probed once a send has
+    waited FIRST_ANSWER_S, and one that does not answer switches the logger off with one
+    line saying where the trial's metrics are. Later logs cost nothing, and the thread left
+    in MLflow's retry ends once the server answers it."""
+    import mlflow.tracking  # noqa: F401
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 1.0, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    gate, asked = _gate(), []
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        before = len(_sending_threads())
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        tracker.log_metrics({"val_loss": 1.0}, step=0)
+        gate["stalled"].set()
+        took = []
+        for epoch in range(1, 5):
+            started = time.monotonic()
+            tracker.log_metrics({"val_loss": 1.0 / (epoch + 1)}, step=epoch)
+            took.append(time.monotonic() - started)
+            time.sleep(0.6)
+        assert max(took) < 2.5, took  # the probe's second at most, once (on a loaded machine)
+        assert sorted(took)[-2] < 0.2, took
+        assert tracker.kinds == []
+        started = time.monotonic()
+        tracker.close()
+        assert time.monotonic() - started < 0.2
+        said = [r.getMessage() for r in caplog.records if "tracking disabled" in r.getMessage()]
+        assert len(said) == 1 and "does not answer in 1 s" in said[0] and "result.json" in said[0], said
+        assert open_loggers(plan, "t00001_abc", {"lr": 0.1}, rank=0, parent_run_id="0123").kinds == []
+    finally:
+        gate["release"].set()
+        server.shutdown()
+        server.server_close()
+    deadline = time.monotonic() + 10
+    while len(_sending_threads()) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_sending_threads()) == before
+
+
+def test_closing_a_trial_whose_server_hung_is_bounded(tmp_path, monkeypatch, caplog):
+    """The trial's end sent its last metrics and ended its run on the server: a server hung
+    since waited for MLflow's client as long (shortened here as above) before the trial
+    could end and free its GPU."""
+    import mlflow.tracking  # noqa: F401
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 1.0, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    gate, asked = _gate(), []
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        tracker.log_metrics({"val_loss": 1.0}, step=0)
+        time.sleep(0.2)  # sent
+        gate["stalled"].set()
+        started = time.monotonic()
+        tracker.close()
+        assert time.monotonic() - started < 4  # FIRST_ANSWER_S and a 1 s probe
+        assert len([r for r in caplog.records if "tracking disabled" in r.getMessage()]) == 1
+    finally:
+        gate["release"].set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_item_logged_to_a_server_that_hung_switches_the_logger_off(tmp_path, monkeypatch, caplog):
+    """`self.log(item, kind="text")` to a server gone mid-trial failed as "one bad item" (after
+    MLflow's minutes of retries) and kept the logger: each later log waited as long again.
+    It is waited for FIRST_ANSWER_S and a probe, then the logger is off, said once."""
+    import mlflow.tracking  # noqa: F401
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 1.0, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    gate, asked = _gate(), []
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        time.sleep(0.2)  # its params sent
+        gate["stalled"].set()
+        started = time.monotonic()
+        tracker.log_item("text", "notes", "notes.txt")
+        assert time.monotonic() - started < 4 and tracker.kinds == []  # FIRST_ANSWER_S and a probe
+        started = time.monotonic()
+        tracker.log_metrics({"val_loss": 1.0}, step=0)
+        tracker.close()
+        assert time.monotonic() - started < 0.2
+        said = [r.getMessage() for r in caplog.records if r.name == "hpoc.tracking"]
+        assert len(said) == 1 and "tracking disabled" in said[0] and "result.json" in said[0], said
+    finally:
+        gate["release"].set()
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_server_found_gone_is_asked_again_a_while_later(tmp_path, monkeypatch):
@@ -794,18 +945,24 @@ def test_a_server_found_gone_is_asked_again_a_while_later(tmp_path, monkeypatch)
         server.server_close()
 
 
-def _rest_server(asked: list, slow_s: float = 0.0) -> "http.server.HTTPServer":
+def _rest_server(asked: list, slow_s: float = 0.0, gate: dict | None = None) -> "http.server.HTTPServer":
     """A stand-in for an MLflow server: what a trial's tracker asks as it starts, answered
-    (the study's experiment after `slow_s`; each request in a thread of its own)."""
+    (the study's experiment after `slow_s`; each request in a thread of its own). `gate`:
+    {"batch_s": each log-batch's delay, "stalled": an Event set while every request is held
+    until "release" is set (a hung server: it takes connections and never answers)}."""
     import http.server
     import threading
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def answer(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if gate and gate["stalled"].is_set():
+                gate["release"].wait()
             asked.append(self.path)
             if "experiments/get-by-name" in self.path:
                 time.sleep(slow_s)
+            if gate and "log-batch" in self.path:
+                time.sleep(gate.get("batch_s", 0.0))
             body = ({"experiment": {"experiment_id": "1", "name": "demo", "lifecycle_stage": "active"}}
                     if "experiments/get-by-name" in self.path else
                     {"run": {"info": {"run_id": "r1", "experiment_id": "1", "status": "RUNNING",
@@ -824,6 +981,7 @@ def _rest_server(asked: list, slow_s: float = 0.0) -> "http.server.HTTPServer":
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.handle_error = lambda *a: None  # a held answer to a client that gave up on it
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

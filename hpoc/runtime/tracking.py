@@ -13,8 +13,10 @@ fails is switched off with one warning (per backend and process) and training go
 
 MLflow: one parent run per study (tag `hpoc.study_key` = the plan's hash), one nested child
 run per trial (tag `hpoc.trial`), params and per-epoch metrics; by default a local file
-store at `<storage.path>/<storage.name>/mlruns`. TensorBoard: one event-file directory per
-trial under `<storage.path>/<storage.name>/tensorboard/` (or the logger's tracking_uri).
+store at `<storage.path>/<storage.name>/mlruns`. A server is sent to off the training thread
+(`tracking_send`): one that dies mid-trial costs the trial a probe, not MLflow's retries.
+TensorBoard: one event-file directory per trial under `<storage.path>/<storage.name>/tensorboard/`
+(or the logger's tracking_uri).
 A trial that resumes from its checkpoint continues its run (or folder) and leaves out the
 steps it already has; one that starts over (no checkpoint; PBT's exploit of an older one)
 replaces the points after where it starts (`Tracker.begin`).
@@ -32,6 +34,8 @@ import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
+
+from hpoc.runtime import tracking_send
 
 log = logging.getLogger("hpoc.tracking")
 _warned: set[str] = set()
@@ -547,7 +551,19 @@ class _MlflowSink:
         self.client = client = _mlflow_client(uri)
         name = logger.get("experiment_name") or plan["study"]["name"]
         exp_id = _first_answer(uri, lambda: _experiment_id(client, name, uri))
-        parent = parent_run_id or _parent_run(client, exp_id, plan, uri)
+        # the calls after the first go through one thread, off the training thread
+        self.send: Any = (tracking_send.Sender(self._stalled, FIRST_ANSWER_S) if _is_server(uri)
+                          else tracking_send.Inline())
+        try:
+            self._start(plan, trial_name, trial_index, exp_id, parent_run_id)
+        except BaseException:
+            self.send.stop()  # its thread ends
+            raise
+
+    def _start(self, plan: Mapping[str, Any], trial_name: str, trial_index: int | None,
+               exp_id: str, parent_run_id: str | None) -> None:
+        client, uri = self.client, self.uri
+        parent = parent_run_id or self.send.call(lambda: _parent_run(client, exp_id, plan, uri))
         self.logged: dict[str, int] = {}  # a continued run's last step per metric
         self.trial_name, self.exp_id = trial_name, exp_id
         self.tags = {PARENT_TAG: parent, TRIAL_TAG: trial_name, STUDY_KEY_TAG: study_key(plan),
@@ -556,13 +572,25 @@ class _MlflowSink:
             self.tags["hpoc.trial_index"] = str(trial_index)
         self.attempt, self.was = 1, "KILLED"  # a continued run's attempt, and how it had ended
         self.params: dict[str, Any] = {}
-        self.run_id = self._child(exp_id, parent, trial_name)
         self.pending: list = []
+        self.run_id = self.send.call(lambda: self._child(exp_id, parent, trial_name))
+
+    def _stalled(self) -> str | None:
+        """What to say of a server that stopped answering mid-trial (marked gone), or None
+        while it answers a probe (busy: waited for)."""
+        why = _no_answer(self.uri, 1.0)
+        if why is None or why.startswith("answers"):
+            return None
+        why = why if why.startswith("does not answer (") else f"does not answer in {FIRST_ANSWER_S:g} s"
+        return (f"{_found_gone(self.uri, why)}; this trial logs no more to it (the metrics it "
+                "reports stay in its result.json)")
 
     def failed(self) -> None:
-        """A call failed (after MLflow's retries): a server that does not answer a probe
-        now is not asked by this process's later trials (`_first_answer`)."""
-        if _is_server(self.uri):
+        """A call failed (after MLflow's retries) or stalled: nothing more is sent, and a
+        server that does not answer a probe now is not asked by this process's later
+        trials (`_first_answer`)."""
+        self.send.stop()
+        if _is_server(self.uri) and _gone.get(_without_password(self.uri), ("", 0.0))[1] <= time.monotonic():
             why = _no_answer(self.uri, 1.0)
             if why and not why.startswith("answers"):
                 _found_gone(self.uri, why)
@@ -592,8 +620,10 @@ class _MlflowSink:
         """This attempt starts over (`Tracker.begin`): when the run has points past `keep`, a
         new run holds the points up to `keep` and this attempt's; MLflow cannot delete a
         point, so the old run stays beside it, renamed and tagged `hpoc.superseded_by`."""
-        if not _past(self.logged, keep):
-            return
+        if _past(self.logged, keep):
+            self.send.call(lambda: self._restart(keep))
+
+    def _restart(self, keep: Mapping[str, int]) -> None:
         old, kept = self.run_id, []
         for key, last in keep.items():
             if key in self.logged:
@@ -601,9 +631,9 @@ class _MlflowSink:
         self.attempt += 1
         self.run_id = self._create()
         if self.params:
-            self.log_params(self.params)
-        self.pending = kept + self.pending
-        self.flush()
+            self._log_params(self.params)
+        pending, self.pending = kept + self.pending, []
+        self._log_batch(pending)
         self.logged = {}
         for m in kept:
             self.logged[m.key] = max(self.logged.get(m.key, -1), int(m.step))
@@ -617,12 +647,16 @@ class _MlflowSink:
         self.client.update_run(old, status=status, name=f"{self.trial_name} ({said})")
 
     def log_params(self, flat: Mapping[str, Any]) -> None:
+        self.params.update(flat)  # for a run that supersedes this one (`restart`)
+        flat = dict(flat)
+        self.send.put(lambda: self._log_params(flat))
+
+    def _log_params(self, flat: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
         # MLflow refuses a param's new value, which a continued run meets when PBT restarts
         # an exploiting trial with mutated values: the run keeps the first value, a tag the
         # current one (a refusal would switch this logger off for the rest of the trial).
-        self.params.update(flat)  # for a run that supersedes this one (`restart`)
         logged = self.client.get_run(self.run_id).data.params
         items = [p for p in _params(flat) if p.key not in logged]
         tags = [RunTag(f"hpoc.param.{p.key}"[:250], p.value[:5000]) for p in _params(flat)
@@ -651,7 +685,10 @@ class _MlflowSink:
 
     def log_item(self, kind: str, item: Any, name: str) -> bool:
         """itwinai's other `self.log` kinds, as its MLflow logger logs them; False for a kind
-        this sink does not log."""
+        this sink does not log. Waited for: the caller may change or remove its file after."""
+        return self.send.call(lambda: self._log_item(kind, item, name))
+
+    def _log_item(self, kind: str, item: Any, name: str) -> bool:
         client, run = self.client, self.run_id
         if kind == "artifact":  # a file or a folder of this node's
             log = client.log_artifacts if os.path.isdir(item) else client.log_artifact
@@ -672,15 +709,25 @@ class _MlflowSink:
         return True
 
     def flush(self) -> None:
-        while self.pending:
-            chunk, self.pending = self.pending[:1000], self.pending[1000:]
-            self.client.log_batch(self.run_id, metrics=chunk)
+        if self.pending:
+            pending, self.pending = self.pending, []
+            self.send.put(lambda: self._log_batch(pending))
+
+    def _log_batch(self, metrics: list) -> None:
+        for i in range(0, len(metrics), 1000):  # MLflow's per-call limit
+            self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
 
     def close(self, status: str) -> None:
-        try:
-            self.flush()
-        finally:
-            self.client.set_terminated(self.run_id, status)
+        pending, self.pending = self.pending, []
+
+        def end() -> None:
+            try:
+                self._log_batch(pending)
+            finally:
+                self.client.set_terminated(self.run_id, status)
+
+        self.send.put(end)
+        self.send.drain()
 
 
 # ------------------------------------------------------------------ TensorBoard
@@ -880,9 +927,12 @@ class Tracker:
             try:
                 fn(sink)
             except Exception as exc:  # noqa: BLE001 — never let tracking crash a trial
-                _warn_once(sink.kind, what, exc)
-                self._sinks.remove(sink)
-                getattr(sink, "failed", lambda: None)()
+                self._drop(sink, what, exc)
+
+    def _drop(self, sink: Any, what: str, exc: BaseException) -> None:
+        _warn_once(sink.kind, what, exc)
+        self._sinks.remove(sink)
+        getattr(sink, "failed", lambda: None)()
 
     def begin(self, keep: Mapping[str, int] | None) -> None:
         """Where this attempt of the trial starts; said before its first metric, or that
@@ -978,9 +1028,11 @@ class Tracker:
         loggers that take it (MLflow: artifact, torch, dict, text, figure, image), said once
         per kind when none does."""
         taken = False
-        for sink in self._sinks:
+        for sink in list(self._sinks):
             try:
                 taken = getattr(sink, "log_item", lambda *a: False)(kind, item, name) or taken
+            except tracking_send.Gone as exc:  # not the item's fault: its server stopped answering
+                self._drop(sink, f"logging {kind}", exc)
             except Exception as exc:  # noqa: BLE001 — one bad item (a missing file) keeps the logger
                 taken = True
                 if f"item-error:{kind}" not in _warned:

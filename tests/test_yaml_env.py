@@ -83,3 +83,31 @@ def test_other_resolvers_stay_refused_with_what_is_supported(tmp_path: Path) -> 
     assert d.message == "`${oc.env:}` names no variable"
     assert d.help == "write `${oc.env:VAR}`, or `${oc.env:VAR,default}`"
 
+
+
+def test_a_default_that_is_itself_an_interpolation_is_resolved(tmp_path: Path, monkeypatch) -> None:
+    # OmegaConf resolves `${...}` inside a resolver's arguments: the value, never the text
+    # `${oc.env:A,val}` left half-read
+    monkeypatch.delenv("HPOC_TEST_UNSET", raising=False)
+    monkeypatch.setenv("HPOC_TEST_SET", "/set")
+    for written, value in (("${oc.env:HPOC_TEST_UNSET,${oc.env:HPOC_TEST_SET}}", "/set"),
+                           ("${oc.env:HPOC_TEST_UNSET,${ray_training_pipeline.class_path}}/x",  # a key of the file
+                            "itwinai.pipeline.Pipeline/x"),
+                           ("${oc.env:HPOC_TEST_UNSET,'${oc.env:HPOC_TEST_SET}/a,b'}", "/set/a,b"),
+                           ("${oc.env:HPOC_TEST_SET,${oc.env:HPOC_TEST_UNSET,x}}", "/set"),
+                           ("${oc.env:HPOC_TEST_UNSET,NULL}", None),  # OmegaConf's null in any case
+                           ("${oc.env:'HPOC_TEST_SET'}", "/set"),  # a quoted name
+                           ("${oc.env:HPOC_TEST_UNSET,a\\,b}", "a,b")):  # an escaped comma
+        plan = compiled(tmp_path, "epochs: 20", f"epochs: 20\n              where: \"{written}\"".replace("\\", "\\\\"))
+        assert plan["space"]["constants"]["where"] == value, written
+
+
+def test_a_default_in_the_default_that_is_unset_is_an_error_as_in_omegaconf(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("HPOC_TEST_UNSET", raising=False)
+    monkeypatch.setenv("HPOC_TEST_SET", "/set")
+    (d,) = refused(tmp_path, "storage_path: ray_checkpoints",
+                   "storage_path: ${oc.env:HPOC_TEST_SET,${oc.env:HPOC_TEST_UNSET}}")
+    assert d.message == "environment variable `HPOC_TEST_UNSET` is not set (`${oc.env:HPOC_TEST_UNSET}`)"
+    (d,) = refused(tmp_path, "storage_path: ray_checkpoints", "storage_path: ${oc.env:HPOC_TEST_UNSET,a b,c}")
+    assert d.message == "`${oc.env:HPOC_TEST_UNSET,a b,c}` has more than a variable and a default"
+    assert d.help == "quote a default that holds a comma: `${oc.env:HPOC_TEST_UNSET,'a b,c'}`"

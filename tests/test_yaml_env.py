@@ -111,3 +111,12 @@ def test_a_default_in_the_default_that_is_unset_is_an_error_as_in_omegaconf(tmp_
     (d,) = refused(tmp_path, "storage_path: ray_checkpoints", "storage_path: ${oc.env:HPOC_TEST_UNSET,a b,c}")
     assert d.message == "`${oc.env:HPOC_TEST_UNSET,a b,c}` has more than a variable and a default"
     assert d.help == "quote a default that holds a comma: `${oc.env:HPOC_TEST_UNSET,'a b,c'}`"
+
+
+def test_defaults_nested_past_any_need_are_refused_not_a_crash(tmp_path: Path) -> None:
+    deep = "${oc.env:HPOC_TEST_UNSET," * 400 + "x" + "}" * 400
+    write(tmp_path, SEED.replace("storage_path: ray_checkpoints", f'storage_path: "{deep}"', 1))
+    with pytest.raises(SpecError) as info:
+        compile_path(tmp_path / "config.yaml")
+    (d,) = info.value.diagnostics
+    assert (d.code, d.message) == ("HP111", "`${...}` nested more than 16 deep")

@@ -114,12 +114,15 @@ class _Resolver:
         if _resolver(inner) == "oc.env":
             return self.env(node, inner, hops)
         if _refs(inner):  # `${a.${b}}`: the key named by what `${b}` holds
-            inner = self.expand(node, inner, hops)
+            inner = self.expand(node, inner, hops + 1)
         return self.lookup(node, inner)
 
     def expand(self, node: YScalar, value: str, hops: int, refs: list[tuple[int, int]] | None = None) -> str:
         """`value` with each `${...}` in it replaced by its text (every bad one recorded
         before _Bad is raised)."""
+        if hops > MAX_HOPS:  # `${oc.env:A,${oc.env:B,...}}` nested deeper than any config needs
+            self.fail(self.site or node, f"`${{...}}` nested more than {MAX_HOPS} deep",
+                      help="a config never needs this many", code=TOO_BIG)
         out, at, bad = [], 0, False
         for start, end in _refs(value) if refs is None else refs:
             out.append(value[at:start])
@@ -149,7 +152,7 @@ class _Resolver:
             self.bad(node, f"`${{{path.strip()}}}` has more than a variable and a default",
                      help=f"quote a default that holds a comma: `${{oc.env:{written[0].strip()},"
                           f"'{written[2].strip()}'}}`")
-        name, default = (self.expand(node, a, hops) if isinstance(a, str) else a for a in (*args, None)[:2])
+        name, default = (self.expand(node, a, hops + 1) if isinstance(a, str) else a for a in (*args, None)[:2])
         if not name:
             self.bad(node, f"`${{{path.strip()}}}` names no variable",
                      help="write `${oc.env:VAR}`, or `${oc.env:VAR,default}`")

@@ -120,3 +120,16 @@ def test_defaults_nested_past_any_need_are_refused_not_a_crash(tmp_path: Path) -
         compile_path(tmp_path / "config.yaml")
     (d,) = info.value.diagnostics
     assert (d.code, d.message) == ("HP111", "`${...}` nested more than 16 deep")
+
+
+def test_a_number_read_from_a_variable_is_a_string_and_the_error_says_why(tmp_path: Path, monkeypatch) -> None:
+    # OmegaConf gives `${oc.env:N,4}` as the string "4": refused where a number is due, with
+    # a help that names the resolver (not "write the reference alone", as the user did)
+    monkeypatch.delenv("HPOC_TEST_UNSET", raising=False)
+    for old, new in (("num_samples: 2", "num_samples: ${oc.env:HPOC_TEST_UNSET,4}"),
+                     ("epochs: 20", "epochs: ${oc.env:HPOC_TEST_UNSET,4}")):
+        write(tmp_path, SEED.replace(old, new, 1))
+        with pytest.raises(SpecError) as info:
+            compile_path(tmp_path / "config.yaml")
+        (d,) = [d for d in info.value.diagnostics if d.code == "HP203"]
+        assert d.help == "`${oc.env:...}` gives a string, as in OmegaConf: write the number itself", new

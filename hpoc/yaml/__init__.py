@@ -149,8 +149,12 @@ def _renamed(diags: list[Diagnostic], names: _Names, text: str) -> list[Diagnost
     out = []
     lines = text.split("\n")
     for d in diags:
-        if d.help and d.help.startswith("remove the quotes") and d.line and d.line <= len(lines) \
-                and "${" in lines[d.line - 1][(d.col or 1) - 1 : (d.end_col or 0) - 1 if d.end_col else None]:
+        # the value as written, from the diagnostic's key or value to the line's end
+        written = lines[d.line - 1][(d.col or 1) - 1:] if d.line and d.line <= len(lines) else ""
+        if d.help and d.help.startswith("remove the quotes") and "${oc.env:" in written:
+            # no quotes there: OmegaConf's `oc.env` gives a string, its default too
+            d = replace(d, help="`${oc.env:...}` gives a string, as in OmegaConf: write the number itself")
+        elif d.help and d.help.startswith("remove the quotes") and "${" in written:
             # no quotes there: `${a}0` is a string, as in OmegaConf
             d = replace(d, help="a `${...}` reference within other text gives a string: write the number, "
                                 "or the reference alone (`${...}` to a number is that number)")

@@ -118,3 +118,11 @@ def test_a_trainer_importing_more_modules_than_the_bound_reads_no_more(tmp_path:
              "gpu_huge_pkg/a.py": "x = 1\n" * 200_000, "gpu_huge_pkg/b.py": "x = 1\n" * 200_000}
     (w,) = hp804(tmp_path / "huge", "gpu_huge_pkg.trainer:T", files)
     assert len(parsed) == 1 and unread(w)[0].startswith("all the modules the trainer imports")
+
+
+def test_a_study_without_a_trainer_is_not_told_of_an_unread_module_of_no_name() -> None:
+    # HP205 says the trainer is missing; HP804 said "could not read the trainer's module ``"
+    spec = 'study "t"\nobjective minimize val_loss\nresources { gpus_per_worker = 2 }\n'
+    (w,) = [d for d in diagnostics(spec) if d.code == "HP804"]
+    assert w.message == ("each worker trains on one GPU (a process of DDP or DeepSpeed uses one), so "
+                         "`gpus_per_worker = 2` leaves 1 of its GPUs idle")

@@ -237,6 +237,8 @@ def several_gpus(target: str, workdir: str | None) -> tuple[bool | None, str]:
     model's, often: beside the spec, or of its installed package), may use several GPUs
     in one process; (None, why) when its module cannot be read (installed compiled, in a
     zip, only on the cluster): what it does is not known."""
+    if not target:  # no trainer: HP205 says so; no module to name
+        return False, ""
     first, path, tree, why = source_tree(target, workdir)
     if path is None or tree is None:
         return None, f"the trainer's module `{first}` ({why})"

@@ -97,7 +97,11 @@ def test_a_default_that_is_itself_an_interpolation_is_resolved(tmp_path: Path, m
                            ("${oc.env:HPOC_TEST_SET,${oc.env:HPOC_TEST_UNSET,x}}", "/set"),
                            ("${oc.env:HPOC_TEST_UNSET,NULL}", None),  # OmegaConf's null in any case
                            ("${oc.env:'HPOC_TEST_SET'}", "/set"),  # a quoted name
-                           ("${oc.env:HPOC_TEST_UNSET,a\\,b}", "a,b")):  # an escaped comma
+                           ("${oc.env:HPOC_TEST_UNSET,a\\,b}", "a,b"),  # an escaped comma
+                           # an unquoted number or bool as OmegaConf writes it back: str(1e-3), str(True)
+                           ("${oc.env:HPOC_TEST_UNSET,1e-3}", "0.001"), ("${oc.env:HPOC_TEST_UNSET,1_000}", "1000"),
+                           ("${oc.env:HPOC_TEST_UNSET,true}", "True"), ("${oc.env:HPOC_TEST_UNSET,007}", "007"),
+                           ("${oc.env:HPOC_TEST_UNSET,'1e-3'}", "1e-3")):
         plan = compiled(tmp_path, "epochs: 20", f"epochs: 20\n              where: \"{written}\"".replace("\\", "\\\\"))
         assert plan["space"]["constants"]["where"] == value, written
 

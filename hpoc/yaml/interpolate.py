@@ -249,8 +249,25 @@ def _env_args(arg: str) -> list[str | None]:
         if len(part) >= 2 and part[0] == part[-1] and part[0] in "'\"":
             out.append(part[1:-1])
         else:
-            out.append(None if part.lower() == "null" else re.sub(r"\\([\\,\[\]{}():= \t])", r"\1", part))
+            unescaped = re.sub(r"\\([\\,\[\]{}():= \t])", r"\1", part)
+            out.append(None if part.lower() == "null" else _scalar_text(unescaped))
     return out
+
+
+_UINT = r"(?:0|[1-9](?:_?\d)*)"
+_INT = re.compile(rf"[+-]?{_UINT}")
+_POINT = rf"(?:{_UINT}?\.\d(?:_?\d)*|{_UINT}\.)"
+_FLOAT = re.compile(rf"[+-]?(?:{_POINT}|(?:{_UINT}|{_POINT})[eE][+-]?\d(?:_?\d)*|inf|nan)", re.IGNORECASE)
+
+
+def _scalar_text(text: str) -> str:
+    """An unquoted argument as OmegaConf's grammar reads it and `oc.env` gives it back, a
+    string: `1e-3` is "0.001", `true` "True", `1_000` "1000" (`007`, not a number, as written)."""
+    if text.lower() in ("true", "false"):
+        return str(text.lower() == "true")
+    if _INT.fullmatch(text):
+        return str(int(text))
+    return str(float(text)) if _FLOAT.fullmatch(text) else text
 
 
 def _moved(node: YNode, at: YScalar) -> YNode:

@@ -100,3 +100,15 @@ def test_a_map_read_through_a_name_or_walked_is_data(tmp_path: Path) -> None:
                               "        bounds = {k: v for k, v in self.config['clip'].items()}\n"
                               "        return self.model(batch).clamp(**bounds).sum()\n")
     assert hpo(tmp_path, walked) == []
+
+
+def test_a_map_handed_to_a_helper_that_reads_its_keys_is_data(tmp_path: Path) -> None:
+    helper = own_trainer(body="    def train_step(self, batch):\n"
+                              "        return self.clamped(self.model(batch), self.config['clip']).sum()\n\n"
+                              "    def clamped(self, x, bounds):\n        return x.clamp(bounds['min'], bounds['max'])\n")
+    assert hpo(tmp_path, helper) == []
+    by_keyword = helper.replace("self.config['clip'])", "bounds=self.config['clip'])")
+    assert hpo(tmp_path, by_keyword) == []
+    # a helper handed something else reads no key of `clip`
+    (w,) = hpo(tmp_path, helper.replace("self.config['clip'])", "self.stats)"))
+    assert w.message.startswith("`clip` is a constant map")

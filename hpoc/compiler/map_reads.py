@@ -6,7 +6,7 @@ spreads it (`x.clamp(**config["clip"])`), not a search domain missing its call o
 from __future__ import annotations
 
 import ast
-from typing import Iterable
+from typing import Callable, Iterable
 
 from hpoc.compiler.pysource import source_tree
 
@@ -16,19 +16,28 @@ _WALKS = {"items", "keys", "values"}  # `config["clip"].items()`: the map walked
 def reads_as_map(target: str, workdir: str | None, path: str, keys: Iterable[str]) -> bool:
     """Whether the trainer's module reads one of the map's `keys` off the map itself, the
     value under the last key of `path` (`config["clip"]["min"]`, `.get("max")`, or through a
-    name bound to it: `clip = config["clip"]; clip["min"]`), walks it (`.items()`) or
-    spreads it into a call or dict (`**config["clip"]`). A key read off another dict
+    name bound to it, `clip = config["clip"]; clip["min"]`, or a helper's parameter it is
+    handed to), walks it (`.items()`) or spreads it into a call or dict (`**config["clip"]`).
+    A key read off another dict
     (`stats["max"]`) says nothing of this map: the map may be a domain written as data."""
     tree = source_tree(target, workdir)[2]
     if tree is None:
         return False
     name, keys = path.rpartition(".")[2], set(keys)
-    bound = {t.id for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr))
-             and node.value is not None and _takes(node.value, name)
-             for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
+    bound: set[str] = set()
 
     def the_map(node: ast.AST) -> bool:
         return _takes(node, name) or isinstance(node, ast.Name) and node.id in bound
+
+    functions = {f.name: f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for _ in range(3):  # a name bound to it, a helper's parameter it is handed to, and one more hop
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and node.value is not None \
+                    and the_map(node.value):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                bound.update(t.id for t in targets if isinstance(t, ast.Name))
+            elif isinstance(node, ast.Call) and (f := functions.get(_called(node))) is not None:
+                bound.update(_parameters(f, node, the_map))
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Subscript) and _constant(node.slice, keys) and the_map(node.value):
@@ -41,6 +50,23 @@ def reads_as_map(target: str, workdir: str | None, path: str, keys: Iterable[str
         if isinstance(node, ast.Dict) and any(k is None and the_map(v) for k, v in zip(node.keys, node.values)):
             return True
     return False
+
+
+def _called(call: ast.Call) -> str | None:
+    """The name of a function or method called (`helper(...)`, `self.helper(...)`)."""
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+def _parameters(f: ast.FunctionDef | ast.AsyncFunctionDef, call: ast.Call,
+                given: Callable[[ast.AST], bool]) -> list[str]:
+    """The parameters of `f` that `call` hands a `given` value, by position or keyword
+    (`self.helper(x, config["clip"])`: the method's `self` skipped)."""
+    params = [*f.args.posonlyargs, *f.args.args]
+    if isinstance(call.func, ast.Attribute) and params and params[0].arg in ("self", "cls"):
+        params = params[1:]
+    out = [p.arg for p, a in zip(params, call.args) if given(a)]
+    return out + [k.arg for k in call.keywords if k.arg and given(k.value)]
 
 
 def _takes(node: ast.AST, name: str) -> bool:

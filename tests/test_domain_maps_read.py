@@ -100,6 +100,8 @@ def test_a_map_read_through_a_name_or_walked_is_data(tmp_path: Path) -> None:
                               "        bounds = {k: v for k, v in self.config['clip'].items()}\n"
                               "        return self.model(batch).clamp(**bounds).sum()\n")
     assert hpo(tmp_path, walked) == []
+    copied = alias.replace("self.config.get('clip')", "dict(self.config['clip'])")
+    assert hpo(tmp_path, copied) == []
 
 
 def test_a_map_handed_to_a_helper_that_reads_its_keys_is_data(tmp_path: Path) -> None:

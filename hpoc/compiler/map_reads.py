@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 from hpoc.compiler.pysource import source_tree
 
 _WALKS = {"items", "keys", "values"}  # `config["clip"].items()`: the map walked as one
+_COPIES = {"dict", "copy", "deepcopy"}  # `dict(config["clip"])`: the map still
 
 
 def reads_as_map(target: str, workdir: str | None, path: str, keys: Iterable[str]) -> bool:
@@ -27,6 +28,10 @@ def reads_as_map(target: str, workdir: str | None, path: str, keys: Iterable[str
     bound: set[str] = set()
 
     def the_map(node: ast.AST) -> bool:
+        if isinstance(node, ast.Call) and node.args and _called(node) in _COPIES:  # `dict(config["clip"])`
+            return the_map(node.args[0])
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "copy":
+            return the_map(node.func.value)
         return _takes(node, name) or isinstance(node, ast.Name) and node.id in bound
 
     functions = {f.name: f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}

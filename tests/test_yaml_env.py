@@ -137,3 +137,32 @@ def test_a_number_read_from_a_variable_is_a_string_and_the_error_says_why(tmp_pa
             compile_path(tmp_path / "config.yaml")
         (d,) = [d for d in info.value.diagnostics if d.code == "HP203"]
         assert d.help == "`${oc.env:...}` gives a string, as in OmegaConf: write the number itself", new
+
+
+OTHER_PIPELINE = """
+training_pipeline:
+  class_path: itwinai.pipeline.Pipeline
+  init_args:
+    steps:
+      - class_path: data.FashionMNISTGetter
+        init_args:
+          root: {root}
+"""
+
+
+def test_a_variable_only_another_pipeline_reads_is_not_needed(tmp_path: Path, monkeypatch) -> None:
+    # itwinai (OmegaConf) resolves the pipeline it runs: one for plain training that reads
+    # the job's `SLURM_JOB_ID`, or a variable set only where it runs, is no error here
+    monkeypatch.delenv("HPOC_TEST_UNSET", raising=False)
+    for root in ("${oc.env:HPOC_TEST_UNSET}/data", "/scratch/${oc.env:SLURM_JOB_ID}"):
+        write(tmp_path, SEED + OTHER_PIPELINE.format(root=root))
+        assert compile_path(tmp_path / "config.yaml").plan["pipeline"]["getter"]["args"] == {}, root
+    # the pipeline hpoc runs still needs what it refers to there
+    doc = SEED.replace("storage_path: ray_checkpoints", "storage_path: ${training_pipeline.init_args.steps.0"
+                       ".init_args.root}") + OTHER_PIPELINE.format(root="${oc.env:HPOC_TEST_UNSET}/data")
+    write(tmp_path, doc)
+    with pytest.raises(SpecError) as info:
+        compile_path(tmp_path / "config.yaml")
+    (d,) = info.value.diagnostics
+    assert d.message == "environment variable `HPOC_TEST_UNSET` is not set (`${oc.env:HPOC_TEST_UNSET}`)"
+    assert d.line == 42  # where the pipeline refers to it

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hpoc.dsl import ast as A
-from hpoc.errors import Diagnostic, SpecCheckError, SpecError, with_sources
+from hpoc.errors import Diagnostic, SpecCheckError, SpecError, SpecSyntaxError, with_sources
 from hpoc.plan.words import respell
 
 SUFFIXES = (".yaml", ".yml")
@@ -47,9 +47,13 @@ def translate(text: str, file: str, workdir: str | None = None) -> Translation:
     from hpoc.yaml.interpolate import resolve
     from hpoc.yaml.nodes import load
 
-    doc = resolve(load(text, file), text)
+    doc, unknown = resolve(load(text, file), text)
     b = Builder(file, workdir)
     study = build_study(b, doc, text)
+    # a variable only the other pipelines read is not needed (nor read by itwinai, which runs one)
+    needed = {d.message: d for top, d in reversed(unknown) if top not in b.other_pipelines}  # one per variable
+    if needed:
+        raise SpecSyntaxError(sorted(needed.values(), key=lambda d: (d.line or 0, d.col or 0)))
     diags = _sorted(with_sources(b.diagnostics, text))
     if not b.ok:
         raise SpecCheckError(diags)

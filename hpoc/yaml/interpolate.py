@@ -26,15 +26,18 @@ MAX_HOPS = 16
 _VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]*", re.ASCII)  # how environment variables are named
 
 
-def resolve(root: YNode, text: str) -> YNode:
-    """The document with references replaced; SpecSyntaxError listing every bad one."""
+def resolve(root: YNode, text: str) -> tuple[YNode, list[tuple[str | None, Diagnostic]]]:
+    """The document with references replaced; SpecSyntaxError listing every bad one. With
+    it, each `${oc.env:...}` that cannot be read when hpoc compiles (unset, a job's own) and
+    the top-level key of the value that needs it: only the pipeline hpoc runs must have it,
+    as OmegaConf resolves only what is read."""
     if not isinstance(root, YMap):
-        return root
+        return root, []
     resolver = _Resolver(root, text)
     out = resolver.walk(root, 0)
     if resolver.problems:
-        raise SpecSyntaxError(list(dict.fromkeys(resolver.problems)))
-    return out
+        raise SpecSyntaxError(list(dict.fromkeys([*resolver.problems, *(d for _, d in resolver.unknown)])))
+    return out, resolver.unknown
 
 
 class _Bad(Exception):
@@ -47,6 +50,7 @@ class _Resolver:
         self.count = 0
         self.site: YScalar | None = None  # the reference being expanded
         self.problems: list[Diagnostic] = []
+        self.unknown: list[tuple[str | None, Diagnostic]] = []  # see `resolve`
 
     def _diagnostic(self, node: YScalar, msg: str, help: str | None, code: str) -> Diagnostic:
         sp = node.span
@@ -157,15 +161,25 @@ class _Resolver:
             self.bad(node, f"`${{{path.strip()}}}` names no variable",
                      help="write `${oc.env:VAR}`, or `${oc.env:VAR,default}`")
         if name.startswith("SLURM_"):  # set inside the job only; an allocation's would be another job's
-            self.bad(node, f"`${{{path.strip()}}}` is the job's own variable: hpoc reads `${{oc.env:...}}` when it "
-                           "compiles, before the job exists",
-                     help=f'read it where it is used, as the trial runs (`os.environ["{name}"]`)')
+            self.unknowable(node, f"`${{{path.strip()}}}` is the job's own variable: hpoc reads `${{oc.env:...}}` "
+                                  "when it compiles, before the job exists",
+                            help=f'read it where it is used, as the trial runs (`os.environ["{name}"]`)')
         value = os.environ.get(name)
         if value is None and len(args) < 2:
-            self.bad(node, f"environment variable `{name}` is not set (`${{{path.strip()}}}`)",
-                     help=f"hpoc reads it when it compiles, here: export it before `hpoc check`/`submit`, or "
-                          f"give a default, `${{oc.env:{name},/a/path}}`")
+            self.unknowable(node, f"environment variable `{name}` is not set (`${{{path.strip()}}}`)",
+                            help=f"hpoc reads it when it compiles, here: export it before `hpoc check`/`submit`, "
+                                 f"or give a default, `${{oc.env:{name},/a/path}}`")
         return default if value is None else value
+
+    def unknowable(self, node: YScalar, msg: str, help: str) -> Any:
+        """A variable hpoc cannot read: said where it is written, if the value that needs it
+        (the reference being expanded, maybe elsewhere) is under the pipeline hpoc runs."""
+        site = self.site or node
+        # the top-level entry it is under: the last whose key comes before it (a block's
+        # span is where it starts)
+        top = next((k for k, ks, _ in reversed(self.root.entries) if ks.line <= site.span.line), None)
+        self.unknown.append((top, self._diagnostic(node, msg, help, INTERPOLATION)))
+        raise _Bad
 
     def lookup(self, node: YScalar, path: str) -> YNode:
         path = path.strip()

@@ -157,6 +157,9 @@ def test_a_variable_only_another_pipeline_reads_is_not_needed(tmp_path: Path, mo
     for root in ("${oc.env:HPOC_TEST_UNSET}/data", "/scratch/${oc.env:SLURM_JOB_ID}"):
         write(tmp_path, SEED + OTHER_PIPELINE.format(root=root))
         assert compile_path(tmp_path / "config.yaml").plan["pipeline"]["getter"]["args"] == {}, root
+    # nor one in a top-level value the pipeline does not refer to
+    write(tmp_path, "scratch: ${oc.env:HPOC_TEST_UNSET}\n" + SEED)
+    assert compile_path(tmp_path / "config.yaml").plan["storage"]["path"].endswith("ray_checkpoints")
     # the pipeline hpoc runs still needs what it refers to there
     doc = SEED.replace("storage_path: ray_checkpoints", "storage_path: ${training_pipeline.init_args.steps.0"
                        ".init_args.root}") + OTHER_PIPELINE.format(root="${oc.env:HPOC_TEST_UNSET}/data")

@@ -50,8 +50,9 @@ def translate(text: str, file: str, workdir: str | None = None) -> Translation:
     doc, unknown = resolve(load(text, file), text)
     b = Builder(file, workdir)
     study = build_study(b, doc, text)
-    # a variable only the other pipelines read is not needed (nor read by itwinai, which runs one)
-    needed = {d.message: d for top, d in reversed(unknown) if top not in b.other_pipelines}  # one per variable
+    # needed where the pipeline read refers to it (itwinai resolves only what it reads): not
+    # by the file's other pipelines, nor by a top-level value the pipeline does not use
+    needed = {d.message: d for top, d in reversed(unknown) if b.pipeline in (None, top)}  # one per variable
     if needed:
         raise SpecSyntaxError(sorted(needed.values(), key=lambda d: (d.line or 0, d.col or 0)))
     diags = _sorted(with_sources(b.diagnostics, text))

@@ -88,7 +88,7 @@ def translate(b: Builder, doc: YNode, text: str = "") -> A.Study:
     if found is None:
         return study
     key, kspan, pipeline = found
-    b.other_pipelines = {k for k, _, v in doc.entries if k != key and isinstance(v, YMap) and _is_pipeline(v)}
+    b.pipeline = key
     _stray_sections(b, doc, text)
     steps = _steps(b, pipeline, key)
     if not steps:

@@ -19,8 +19,8 @@ def reads_as_map(target: str, workdir: str | None, path: str, keys: Iterable[str
     value under the last key of `path` (`config["clip"]["min"]`, `.get("max")`, or through a
     name bound to it, `clip = config["clip"]; clip["min"]`, or a helper's parameter it is
     handed to), walks it (`.items()`) or spreads it into a call or dict (`**config["clip"]`).
-    A key read off another dict
-    (`stats["max"]`) says nothing of this map: the map may be a domain written as data."""
+    A key read off another dict (`stats["max"]`) says nothing of this map: it may be a
+    domain written as data."""
     tree = source_tree(target, workdir)[2]
     if tree is None:
         return False

@@ -8,8 +8,9 @@ A value that is exactly `${a.b}` becomes the node at `a.b` (from the document ro
 a number stays a number); `${a.b}` inside a longer string is replaced by its text.
 `${oc.env:VAR}` and `${oc.env:VAR,default}` are read as OmegaConf reads them (a string; the
 default when unset, itself maybe a `${...}`), when hpoc compiles: the plan holds the value,
-as it holds a `storage_path`'s `$VARS` expanded. A job's own `SLURM_*` variables cannot be known then, and
-are refused. Other resolvers and relative paths (`${.x}`) are reported, not guessed.
+as it holds a `storage_path`'s `$VARS` expanded. An unset one, or a job's own `SLURM_*`
+(not known then), is refused where the pipeline hpoc runs needs it. Other resolvers and
+relative paths (`${.x}`) are reported, not guessed.
 """
 
 from __future__ import annotations

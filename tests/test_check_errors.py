@@ -3192,6 +3192,8 @@ def test_a_count_written_as_a_list_or_a_domain_map_is_told_the_choice_to_write()
         assert diagnostics(BASE + f"space {{ batch_size = {call}, epochs = 2 }}\n" + obj) == [], call
     d = one_error(BASE + 'space { epochs = { type = "uniform", min = 1.5, max = 10 } }\n' + obj)
     assert d.help == "`epochs` counts, so it takes whole numbers from 1 up"
+    d = one_error(BASE + 'space { epochs = "4" }\n' + obj)  # a count quoted: the fix is its number
+    assert (d.code, d.help) == ("HP203", "remove the quotes: 4")
     assert [w.code for w in diagnostics(BASE + 'space { epochs = { type = "randint", min = 5, max = 20 } }\n'
                                         + obj)] == ["HP203"]
 

@@ -96,3 +96,33 @@ def test_a_trainer_only_the_cluster_has_is_warned_as_unread(tmp_path: Path) -> N
     (w,) = hp804(tmp_path, "gpu_nowhere_pkg.trainer:T", {})
     assert unread(w)[0] == ("the trainer's module `gpu_nowhere_pkg.trainer` (not found here) "
                             "to see whether it spreads its model over them")
+
+
+def test_a_trainer_importing_more_modules_than_the_bound_reads_no_more(tmp_path: Path, monkeypatch) -> None:
+    # the walk stops at its bound of modules (`hpoc check` stays instant on a big installed
+    # package) and says it stopped, not that the GPUs surely idle
+    import hpoc.compiler.trainer_hooks as hooks
+    parsed = []
+    monkeypatch.setattr(hooks, "parse_module", lambda path: parsed.append(path) or real(path))
+    real = importlib.import_module("hpoc.compiler.pysource").parse_module
+    files = {"gpu_big_pkg/__init__.py": "",
+             "gpu_big_pkg/trainer.py": ONE_GPU + "".join(f"from . import m{i}\n" for i in range(60))}
+    files.update({f"gpu_big_pkg/m{i}.py": "import os\n" for i in range(60)})
+    (w,) = hp804(tmp_path, "gpu_big_pkg.trainer:T", files)
+    assert len(parsed) <= hooks._MODULES_READ
+    assert unread(w)[0] == (f"all the modules the trainer imports (more than {hooks._MODULES_READ}, or 1 MiB) "
+                            "to see whether it spreads its model over them")
+    # nor more than its bound of source: a few huge modules
+    parsed.clear()
+    files = {"gpu_huge_pkg/__init__.py": "", "gpu_huge_pkg/trainer.py": ONE_GPU + "from . import a, b\n",
+             "gpu_huge_pkg/a.py": "x = 1\n" * 200_000, "gpu_huge_pkg/b.py": "x = 1\n" * 200_000}
+    (w,) = hp804(tmp_path / "huge", "gpu_huge_pkg.trainer:T", files)
+    assert len(parsed) == 1 and unread(w)[0].startswith("all the modules the trainer imports")
+
+
+def test_a_study_without_a_trainer_is_not_told_of_an_unread_module_of_no_name() -> None:
+    # HP205 says the trainer is missing; HP804 said "could not read the trainer's module ``"
+    spec = 'study "t"\nobjective minimize val_loss\nresources { gpus_per_worker = 2 }\n'
+    (w,) = [d for d in diagnostics(spec) if d.code == "HP804"]
+    assert w.message == ("each worker trains on one GPU (a process of DDP or DeepSpeed uses one), so "
+                         "`gpus_per_worker = 2` leaves 1 of its GPUs idle")

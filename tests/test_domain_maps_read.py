@@ -69,3 +69,48 @@ def test_a_yaml_mapping_nothing_reads_is_warned_without_calling_a_constant_a_mis
                          "not searched")
     assert w.help == ("to search it, add `type: uniform` (or `loguniform`, `randint`, ...); "
                       "if the trainer reads it as a mapping, it is right as written")
+
+
+def test_a_key_read_off_another_map_does_not_hide_a_domain_written_as_data(tmp_path: Path) -> None:
+    # the trainer reads `lr` as the number it expects, and `["max"]`/`.get("type")` of other
+    # dicts: nothing reads `lr`'s keys, so the map every trial gets is still said
+    reads_lr = own_trainer(body="    def create_optimizer(self, model, config):\n"
+                                "        top = self.stats['max'] + self.sched.get('type', 0)\n"
+                                "        return SGD(model.parameters(), lr=config['lr'] * top)\n")
+    (w,) = hpo(tmp_path, reads_lr, "lr = { min = 1e-4, max = 1e-1 }")
+    assert w.message.startswith("`lr` is a constant map")
+    (w,) = hpo(tmp_path, reads_lr, 'lr = { type = "loguniform", min = 1e-4, max = 1e-1 }')
+    assert w.message.startswith("`lr` is a map, not a search domain")
+    # `clip` read by its keys is data; `lr` beside it is not, though `["min"]` is read
+    (w,) = hpo(tmp_path, BY_KEY.replace(".sum()", ".sum() * self.config['lr']"),
+               "clip = { min = -1, max = 1 }\n lr = { min = 1e-4, max = 1e-1 }")
+    assert w.message.startswith("`lr` is a constant map")
+    # a spread of another mapping that holds `config["lr"]` is not a spread of `lr`
+    spreads = own_trainer(body="    def create_optimizer(self, model, config):\n"
+                               "        return SGD(model.parameters(), **{'lr': config['lr']})\n")
+    (w,) = hpo(tmp_path, spreads, "lr = { min = 1e-4, max = 1e-1 }")
+    assert w.message.startswith("`lr` is a constant map")
+
+
+def test_a_map_read_through_a_name_or_walked_is_data(tmp_path: Path) -> None:
+    alias = own_trainer(body="    def train_step(self, batch):\n        clip = self.config.get('clip')\n"
+                             "        return self.model(batch).clamp(clip['min'], clip['max']).sum()\n")
+    assert hpo(tmp_path, alias) == []
+    walked = own_trainer(body="    def train_step(self, batch):\n"
+                              "        bounds = {k: v for k, v in self.config['clip'].items()}\n"
+                              "        return self.model(batch).clamp(**bounds).sum()\n")
+    assert hpo(tmp_path, walked) == []
+    copied = alias.replace("self.config.get('clip')", "dict(self.config['clip'])")
+    assert hpo(tmp_path, copied) == []
+
+
+def test_a_map_handed_to_a_helper_that_reads_its_keys_is_data(tmp_path: Path) -> None:
+    helper = own_trainer(body="    def train_step(self, batch):\n"
+                              "        return self.clamped(self.model(batch), self.config['clip']).sum()\n\n"
+                              "    def clamped(self, x, bounds):\n        return x.clamp(bounds['min'], bounds['max'])\n")
+    assert hpo(tmp_path, helper) == []
+    by_keyword = helper.replace("self.config['clip'])", "bounds=self.config['clip'])")
+    assert hpo(tmp_path, by_keyword) == []
+    # a helper handed something else reads no key of `clip`
+    (w,) = hpo(tmp_path, helper.replace("self.config['clip'])", "self.stats)"))
+    assert w.message.startswith("`clip` is a constant map")

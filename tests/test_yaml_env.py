@@ -83,3 +83,89 @@ def test_other_resolvers_stay_refused_with_what_is_supported(tmp_path: Path) -> 
     assert d.message == "`${oc.env:}` names no variable"
     assert d.help == "write `${oc.env:VAR}`, or `${oc.env:VAR,default}`"
 
+
+
+def test_a_default_that_is_itself_an_interpolation_is_resolved(tmp_path: Path, monkeypatch) -> None:
+    # OmegaConf resolves `${...}` inside a resolver's arguments: the value, never the text
+    # `${oc.env:A,val}` left half-read
+    monkeypatch.delenv("HPOC_TEST_UNSET", raising=False)
+    monkeypatch.setenv("HPOC_TEST_SET", "/set")
+    for written, value in (("${oc.env:HPOC_TEST_UNSET,${oc.env:HPOC_TEST_SET}}", "/set"),
+                           ("${oc.env:HPOC_TEST_UNSET,${ray_training_pipeline.class_path}}/x",  # a key of the file
+                            "itwinai.pipeline.Pipeline/x"),
+                           ("${oc.env:HPOC_TEST_UNSET,'${oc.env:HPOC_TEST_SET}/a,b'}", "/set/a,b"),
+                           ("${oc.env:HPOC_TEST_SET,${oc.env:HPOC_TEST_UNSET,x}}", "/set"),
+                           ("${oc.env:HPOC_TEST_UNSET,NULL}", None),  # OmegaConf's null in any case
+                           ("${oc.env:'HPOC_TEST_SET'}", "/set"),  # a quoted name
+                           ("${oc.env:HPOC_TEST_UNSET,a\\,b}", "a,b"),  # an escaped comma
+                           # an unquoted number or bool as OmegaConf writes it back: str(1e-3), str(True)
+                           ("${oc.env:HPOC_TEST_UNSET,1e-3}", "0.001"), ("${oc.env:HPOC_TEST_UNSET,1_000}", "1000"),
+                           ("${oc.env:HPOC_TEST_UNSET,true}", "True"), ("${oc.env:HPOC_TEST_UNSET,007}", "007"),
+                           ("${oc.env:HPOC_TEST_UNSET,'1e-3'}", "1e-3")):
+        plan = compiled(tmp_path, "epochs: 20", f"epochs: 20\n              where: \"{written}\"".replace("\\", "\\\\"))
+        assert plan["space"]["constants"]["where"] == value, written
+
+
+def test_a_default_in_the_default_that_is_unset_is_an_error_as_in_omegaconf(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("HPOC_TEST_UNSET", raising=False)
+    monkeypatch.setenv("HPOC_TEST_SET", "/set")
+    (d,) = refused(tmp_path, "storage_path: ray_checkpoints",
+                   "storage_path: ${oc.env:HPOC_TEST_SET,${oc.env:HPOC_TEST_UNSET}}")
+    assert d.message == "environment variable `HPOC_TEST_UNSET` is not set (`${oc.env:HPOC_TEST_UNSET}`)"
+    (d,) = refused(tmp_path, "storage_path: ray_checkpoints", "storage_path: ${oc.env:HPOC_TEST_UNSET,a b,c}")
+    assert d.message == "`${oc.env:HPOC_TEST_UNSET,a b,c}` has more than a variable and a default"
+    assert d.help == "quote a default that holds a comma: `${oc.env:HPOC_TEST_UNSET,'a b,c'}`"
+
+
+def test_defaults_nested_past_any_need_are_refused_not_a_crash(tmp_path: Path) -> None:
+    deep = "${oc.env:HPOC_TEST_UNSET," * 400 + "x" + "}" * 400
+    write(tmp_path, SEED.replace("storage_path: ray_checkpoints", f'storage_path: "{deep}"', 1))
+    with pytest.raises(SpecError) as info:
+        compile_path(tmp_path / "config.yaml")
+    (d,) = info.value.diagnostics
+    assert (d.code, d.message) == ("HP111", "`${...}` nested more than 16 deep")
+
+
+def test_a_number_read_from_a_variable_is_a_string_and_the_error_says_why(tmp_path: Path, monkeypatch) -> None:
+    # OmegaConf gives `${oc.env:N,4}` as the string "4": refused where a number is due, with
+    # a help that names the resolver (not "write the reference alone", as the user did)
+    monkeypatch.delenv("HPOC_TEST_UNSET", raising=False)
+    for old, new in (("num_samples: 2", "num_samples: ${oc.env:HPOC_TEST_UNSET,4}"),
+                     ("epochs: 20", "epochs: ${oc.env:HPOC_TEST_UNSET,4}")):
+        write(tmp_path, SEED.replace(old, new, 1))
+        with pytest.raises(SpecError) as info:
+            compile_path(tmp_path / "config.yaml")
+        (d,) = [d for d in info.value.diagnostics if d.code == "HP203"]
+        assert d.help == "`${oc.env:...}` gives a string, as in OmegaConf: write the number itself", new
+
+
+OTHER_PIPELINE = """
+training_pipeline:
+  class_path: itwinai.pipeline.Pipeline
+  init_args:
+    steps:
+      - class_path: data.FashionMNISTGetter
+        init_args:
+          root: {root}
+"""
+
+
+def test_a_variable_only_another_pipeline_reads_is_not_needed(tmp_path: Path, monkeypatch) -> None:
+    # itwinai (OmegaConf) resolves the pipeline it runs: one for plain training that reads
+    # the job's `SLURM_JOB_ID`, or a variable set only where it runs, is no error here
+    monkeypatch.delenv("HPOC_TEST_UNSET", raising=False)
+    for root in ("${oc.env:HPOC_TEST_UNSET}/data", "/scratch/${oc.env:SLURM_JOB_ID}"):
+        write(tmp_path, SEED + OTHER_PIPELINE.format(root=root))
+        assert compile_path(tmp_path / "config.yaml").plan["pipeline"]["getter"]["args"] == {}, root
+    # nor one in a top-level value the pipeline does not refer to
+    write(tmp_path, "scratch: ${oc.env:HPOC_TEST_UNSET}\n" + SEED)
+    assert compile_path(tmp_path / "config.yaml").plan["storage"]["path"].endswith("ray_checkpoints")
+    # the pipeline hpoc runs still needs what it refers to there
+    doc = SEED.replace("storage_path: ray_checkpoints", "storage_path: ${training_pipeline.init_args.steps.0"
+                       ".init_args.root}") + OTHER_PIPELINE.format(root="${oc.env:HPOC_TEST_UNSET}/data")
+    write(tmp_path, doc)
+    with pytest.raises(SpecError) as info:
+        compile_path(tmp_path / "config.yaml")
+    (d,) = info.value.diagnostics
+    assert d.message == "environment variable `HPOC_TEST_UNSET` is not set (`${oc.env:HPOC_TEST_UNSET}`)"
+    assert d.line == 42  # where the pipeline refers to it

@@ -375,6 +375,13 @@ def is_count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 
 
+def _integer(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 def as_count(v: Any) -> Any:
     """`10.0` as 10, as the plan holds a count: a trainer's own `range(config["epochs"])`
     cannot take a float."""
@@ -386,6 +393,8 @@ def _check_counts(ch: Checker, space: Space) -> None:
         help = f"`{name}` counts, so it takes whole numbers from 1 up"
         if (found := count_call(space.constants.get(name))) is not None:
             help = f"to search it, write `{name} = {found}`"  # a YAML domain's map
+        elif isinstance(space.constants.get(name), str) and is_count(_integer(space.constants[name])):
+            help = f"remove the quotes: {space.constants[name].strip()}"  # `epochs = "4"`
         elif isinstance(space.constants.get(name), list) and space.constants[name]:
             help = f"to search these values, write `{name} = choice({', '.join(map(_show, space.constants[name]))})`"
         if name in space.constants and not is_count(space.constants[name]):

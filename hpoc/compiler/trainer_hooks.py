@@ -229,6 +229,7 @@ _SEVERAL_GPUS = {"DataParallel", "FullyShardedDataParallel", "device_map", "devi
                  "Pipe", "pipelining", "PipelineStage", "parallelize_module", "dispatch_model",
                  "infer_auto_device_map"}
 _MODULES_READ = 32  # the study's own modules followed from the trainer's (a bound on a big tree)
+_BYTES_READ = 1 << 20  # and their source: `hpoc check` stays instant on a big installed package
 
 
 def several_gpus(target: str, workdir: str | None) -> tuple[bool | None, str]:
@@ -236,12 +237,14 @@ def several_gpus(target: str, workdir: str | None) -> tuple[bool | None, str]:
     model's, often: beside the spec, or of its installed package), may use several GPUs
     in one process; (None, why) when its module cannot be read (installed compiled, in a
     zip, only on the cluster): what it does is not known."""
+    if not target:  # no trainer: HP205 says so; no module to name
+        return False, ""
     first, path, tree, why = source_tree(target, workdir)
     if path is None or tree is None:
         return None, f"the trainer's module `{first}` ({why})"
     own = first.partition(".")[0]
-    todo, seen = [(first, path, tree)], {first}
-    while todo and len(seen) <= _MODULES_READ:
+    todo, seen, read, size, unread = [(first, path, tree)], {first}, 0, 0, False
+    while todo:
         name, path, tree = todo.pop()
         package = name if os.path.basename(path) == "__init__.py" else name.rpartition(".")[0]
         for node in ast.walk(tree):
@@ -250,14 +253,26 @@ def several_gpus(target: str, workdir: str | None) -> tuple[bool | None, str]:
             for module in _imported(node, package):
                 if module in seen:
                     continue
+                seen.add(module)  # looked up once, found or not
                 # the study's modules beside the spec, and the trainer's own package where installed
                 found = module_source(module, workdir)[0] if module.partition(".")[0] == own \
                     else find_module(workdir, module) if workdir else None
+                if found and (read >= _MODULES_READ or size + _size(found) > _BYTES_READ):  # the rest not known
+                    unread = True
+                    continue
+                read, size = read + bool(found), size + (_size(found) if found else 0)
                 sub = parse_module(found) if found else None
                 if isinstance(sub, ast.Module):
-                    seen.add(module)
                     todo.append((module, found, sub))
-    return False, ""
+    return (None, f"all the modules the trainer imports (more than {_MODULES_READ}, or {_BYTES_READ >> 20} MiB)") \
+        if unread else (False, "")
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _names_gpus(node: ast.AST) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hpoc.dsl import ast as A
-from hpoc.errors import Diagnostic, SpecCheckError, SpecError, with_sources
+from hpoc.errors import Diagnostic, SpecCheckError, SpecError, SpecSyntaxError, with_sources
 from hpoc.plan.words import respell
 
 SUFFIXES = (".yaml", ".yml")
@@ -47,9 +47,14 @@ def translate(text: str, file: str, workdir: str | None = None) -> Translation:
     from hpoc.yaml.interpolate import resolve
     from hpoc.yaml.nodes import load
 
-    doc = resolve(load(text, file), text)
+    doc, unknown = resolve(load(text, file), text)
     b = Builder(file, workdir)
     study = build_study(b, doc, text)
+    # needed where the pipeline read refers to it (itwinai resolves only what it reads): not
+    # by the file's other pipelines, nor by a top-level value the pipeline does not use
+    needed = {d.message: d for top, d in reversed(unknown) if b.pipeline in (None, top)}  # one per variable
+    if needed:
+        raise SpecSyntaxError(sorted(needed.values(), key=lambda d: (d.line or 0, d.col or 0)))
     diags = _sorted(with_sources(b.diagnostics, text))
     if not b.ok:
         raise SpecCheckError(diags)
@@ -149,8 +154,12 @@ def _renamed(diags: list[Diagnostic], names: _Names, text: str) -> list[Diagnost
     out = []
     lines = text.split("\n")
     for d in diags:
-        if d.help and d.help.startswith("remove the quotes") and d.line and d.line <= len(lines) \
-                and "${" in lines[d.line - 1][(d.col or 1) - 1 : (d.end_col or 0) - 1 if d.end_col else None]:
+        # the value as written, from the diagnostic's key or value to the line's end
+        written = lines[d.line - 1][(d.col or 1) - 1:] if d.line and d.line <= len(lines) else ""
+        if d.help and d.help.startswith("remove the quotes") and "${oc.env:" in written:
+            # no quotes there: OmegaConf's `oc.env` gives a string, its default too
+            d = replace(d, help="`${oc.env:...}` gives a string, as in OmegaConf: write the number itself")
+        elif d.help and d.help.startswith("remove the quotes") and "${" in written:
             # no quotes there: `${a}0` is a string, as in OmegaConf
             d = replace(d, help="a `${...}` reference within other text gives a string: write the number, "
                                 "or the reference alone (`${...}` to a number is that number)")

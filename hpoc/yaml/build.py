@@ -30,6 +30,7 @@ class Builder:
     def __init__(self, file: str, workdir: str | None = None):
         self.file = file
         self.workdir = workdir
+        self.pipeline: str | None = None  # the top-level key of the pipeline read, once found
         self.trainer: str | None = None  # its `module:Class`, once read: the space's checks read its source
         self.diagnostics: list[Diagnostic] = []
         self.comments: dict[str, list[str]] = {}  # section kind -> comments for `hpoc convert`

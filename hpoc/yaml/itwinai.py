@@ -88,6 +88,7 @@ def translate(b: Builder, doc: YNode, text: str = "") -> A.Study:
     if found is None:
         return study
     key, kspan, pipeline = found
+    b.pipeline = key
     _stray_sections(b, doc, text)
     steps = _steps(b, pipeline, key)
     if not steps:

@@ -2760,6 +2760,24 @@ def test_a_conditional_parameter_read_by_subscript_is_warned(tmp_path) -> None:
         assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP811"], guarded
 
 
+def test_a_grouped_parameter_read_by_its_last_name_is_told_how_to_read_it(tmp_path) -> None:
+    """`config["lr"]` with `optimizer { lr = ... }` in `space`: a trial's config nests it,
+    `config["optimizer"]["lr"]`, and every trial failed with KeyError: 'lr'. The help said
+    `add lr to space`, which a user who has it there could not act on; a dotted key
+    (`config["optimizer.lr"]`) is told the same."""
+    spec = ('study "t"\npipeline { trainer = t:T }\nspace {\n  hidden = choice(8, 16)\n'
+            '  optimizer { lr = loguniform(1e-4, 1e-2) }\n}\n')
+    for read in ("config['lr']", "config['optimizer.lr']"):
+        _trainer_module(tmp_path, f"make(config['hidden'], {read})")
+        (d,) = [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP811"]
+        assert d.help == ('`space` sets `optimizer.lr`, which a trial gets nested: read '
+                          '`config["optimizer"]["lr"]`'), read
+    # a name of its own still gets the usual help
+    _trainer_module(tmp_path, "make(config['hidden'], config['dropout'])")
+    (d,) = [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP811"]
+    assert d.help == "add `dropout` to `space`"
+
+
 def _ds_diagnostics(tmp_path, content: str, resources: str = "workers = 2", extra: str = "") -> list:
     (tmp_path / "ds.json").write_text(content, encoding="utf-8")
     text = BASE + extra + f'resources {{ {resources}, gpus_per_worker = 1, deepspeed {{ config = "ds.json" }} }}\n'

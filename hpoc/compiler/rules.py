@@ -545,13 +545,18 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     found = target_tree(target, workdir)  # where the class is defined (a package may re-export it)
     module = os.path.relpath(found[0], workdir) if found and workdir else \
         target.split(":", 1)[0].replace(".", "/") + ".py"
+    names = sorted({p["name"] for p in space["params"]} | set(space["constants"]))
     for key, line in reads.items():
         if key not in have:
             close = closest(key, sorted(have))  # the space's name misspelt, more likely than the code's
+            # `optimizer.lr` read as `config["lr"]` or `config["optimizer.lr"]`: a group nests it
+            grouped = next((n for n in names if "." in n and (n == key or n.endswith("." + key))), None)
+            nested = "".join(f'["{part}"]' for part in (grouped or "").split("."))
             ch.warn(WARN_CONFIG, f"the trainer reads `config[\"{key}\"]` ({module}:{line}), which `space` does "
                     "not set: trials that get there fail with a KeyError",
                     ch.spans.get("pipeline.trainer"),
-                    help=f"`space` sets `{close}`: rename it `{key}`, as the trainer reads it" if close
+                    help=f"`space` sets `{grouped}`, which a trial gets nested: read `config{nested}`" if grouped
+                    else f"`space` sets `{close}`: rename it `{key}`, as the trainer reads it" if close
                     else f"add `{key}` to `space`")
     _conditional_reads(ch, space, reads, target, workdir, module)
 

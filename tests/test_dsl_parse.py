@@ -212,6 +212,28 @@ def test_an_unexpected_character_says_what_may_follow_there() -> None:
     assert syntax_error("space { t = [1, 2/3] }").message == "unexpected character `/`, expected `]` or `,`"
 
 
+def test_a_comment_in_another_language_s_spelling_is_told_to_start_with_a_hash() -> None:
+    """`// my study` (C, JSON5) or `/* */` had no help at all, and `lr = 1e-3 // note` was
+    told that values are literals, not expressions."""
+    for src, col in (("// my study\nstudy \"x\"\n", 1), ("/* my study */\nstudy \"x\"\n", 1),
+                     ('study "x"\ntrials { num_samples = 4 // four\n}\n', 26)):
+        d = syntax_error(src)
+        assert (d.code, d.col, d.help) == ("HP102", col, "comments start with `#`"), src
+
+
+def test_a_setting_written_with_double_equals_is_told_to_use_one() -> None:
+    d = syntax_error('study "x"\nspace {\n  epochs == 4\n}\n')
+    assert (d.code, d.line, d.col) == ("HP101", 3, 11)
+    assert d.help == "a setting is `key = value`, with one `=` (`==` compares, after `if`)"
+
+
+def test_a_domain_with_brackets_is_told_to_call_it() -> None:
+    """`choice[32, 64]`: a newcomer's guess at a list of choices, with no help."""
+    d = syntax_error('study "x"\nspace {\n  batch_size = choice[32, 64]\n}\n')
+    assert (d.code, d.line, d.col) == ("HP101", 3, 22)
+    assert d.help == "arguments go in parentheses: `choice(32, 64)`"
+
+
 def test_mismatched_and_unmatched_brackets() -> None:
     d = syntax_error("space {\n  a = [1, 2 }")
     assert (d.line, d.col) == (2, 13)

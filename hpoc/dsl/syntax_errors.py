@@ -109,7 +109,9 @@ def unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
         if expected:
             msg += f", expected {expected}"
         number = re.match(r"\+(\d[\w.]*)", text[exc.pos_in_stream:]) if ch == "+" else None
-        if number:
+        if text.startswith(("//", "/*"), exc.pos_in_stream):  # C's and JSON5's comments
+            help = "comments start with `#`"
+        elif number:
             help = f"write `{number.group(1)}`: numbers take no `+`"
         elif ch in "*/+" and re.search(r"[\w.)]\s*$", text[: exc.pos_in_stream]):
             help = "values are literals, not expressions: write the result"
@@ -336,6 +338,11 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
         return f"a section takes no `=`: write `{head} {{ ... }}`"
     if tok.type == "EQUAL" and "_EQEQ" in expected:
         return "compare with `==`"
+    if tok.type == "EQUAL" and text[: tok.start_pos].endswith("="):  # `epochs == 4`
+        return "a setting is `key = value`, with one `=` (`==` compares, after `if`)"
+    if tok.type == "LSQB" and "LPAR" in expected and (name := re.search(r"([A-Za-z_]\w*)$", line)):
+        inner = re.match(r"[^\]\n]*", text[tok.end_pos:]).group(0).strip()  # type: ignore[union-attr]
+        return f"arguments go in parentheses: `{name[1]}({inner})`"  # `choice[32, 64]`
     if "_EQEQ" in expected:  # a condition written as Python tests a flag: `if use_bn {`, `if not use_bn`
         before = text[: tok.start_pos]
         if tok.type == "NAME" and re.search(r"\bif[ \t]+not[ \t]+$", before):

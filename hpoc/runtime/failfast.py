@@ -188,6 +188,9 @@ def what_to_fix(plan: dict[str, Any] | None, where: str | None, text: str) -> st
     if said:
         return said
     line = summary_mod.error_line(text)
+    if missing := _MISSING_OBJECTIVE.search(line):  # returns.require_objective's words
+        return (f"report {missing[1]} from the trainer (or name a metric it reports in the spec's "
+                "`objective` and run with --fresh: another objective is another plan)")
     if _dtype_mismatch(line):
         getter = (((plan or {}).get("pipeline") or {}).get("getter") or {}).get("target")
         data = f"the data of the getter `{getter}`" if getter else "the trainer's data"
@@ -195,6 +198,11 @@ def what_to_fix(plan: dict[str, Any] | None, where: str | None, text: str) -> st
         return (f"{data} has a dtype the model does not take: {fix} (`.float()` for a tensor, "
                 "`astype(np.float32)` for an array; class labels `.long()`)")
     return f"fix {to_fix(plan, where)}"
+
+
+# A report without the objective: the spec may name a metric the trainer never reports
+# (`val_mse` for hpoc's `val_loss`), and a spec with another objective does not resume.
+_MISSING_OBJECTIVE = re.compile(r"but not (`[^`]+`(?:, `[^`]+`)*), the objective's metric")
 
 
 # torch's words for a batch whose dtype is not the model's (integer inputs: Long and Float)

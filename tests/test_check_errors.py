@@ -2778,6 +2778,31 @@ def test_a_grouped_parameter_read_by_its_last_name_is_told_how_to_read_it(tmp_pa
     assert d.help == "add `dropout` to `space`"
 
 
+def test_a_searched_parameter_an_hpoc_trainer_never_names_is_warned(tmp_path) -> None:
+    """`act` and `depth` searched, a trainer whose hooks read `config["hidden"]` alone: every
+    trial trained alike whatever they were, and the results ranked trials by them; `hpoc
+    check` said valid. What hpoc's loop and default optimizer read are not warned of, nor is
+    anything while the module hands its config on whole."""
+    spec = ('study "t"\npipeline { trainer = t:T }\nspace {\n  hidden = choice(8, 16)\n'
+            '  act = choice(relu, tanh)\n  depth = randint(1, 4)\n  lr = loguniform(1e-4, 1e-2)\n'
+            '  optimizer = choice(adam, sgd)\n  batch_size = choice(16, 32)\n  epochs = 2\n}\n')
+    _trainer_module(tmp_path, "make(config['hidden'])")
+    found = [(d.severity, d.message, where(d)[0], d.help) for d in diagnostics(spec, str(tmp_path))
+             if d.code == "HP816"]
+    assert found == [("warning", f"the trainer never reads the searched `{name}`: its module (t.py) never "
+                      "names it, so every trial trains alike whatever its value", line,
+                      f'read it in the trainer (`config["{name}"]`), or remove it')
+                     for name, line in (("act", 5), ("depth", 6))]
+    for whole in ("make(**config)", "make(config)", "make(config['hidden'], config['act'], config['depth'])"):
+        _trainer_module(tmp_path, whole)
+        assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"], whole
+    # a condition's parameter is read through the presence of the one it conditions
+    conditional = spec.replace("  epochs = 2\n", '  reg = choice("none", "dropout")\n'
+                               '  dropout = uniform(0.1, 0.5) if reg == "dropout"\n  epochs = 2\n')
+    _trainer_module(tmp_path, "make(config['hidden'], config['act'], config['depth'], config.get('dropout'))")
+    assert not [d for d in diagnostics(conditional, str(tmp_path)) if d.code == "HP816"]
+
+
 def _ds_diagnostics(tmp_path, content: str, resources: str = "workers = 2", extra: str = "") -> list:
     (tmp_path / "ds.json").write_text(content, encoding="utf-8")
     text = BASE + extra + f'resources {{ {resources}, gpus_per_worker = 1, deepspeed {{ config = "ds.json" }} }}\n'

@@ -562,23 +562,25 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
 
 
 def _unread_params(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
-    """A searched key an itwinai-style loop never reads (`batch-size` for `batch_size`): every
-    trial trained alike while the results ranked them by a value nothing read. Only for a
-    loop of its own whose module reads its config by key alone (hpoc's default loop and hooks
-    are told by HP816's other cases)."""
+    """A searched key the trainer never reads (`batch-size` for `batch_size` in an itwinai-style
+    loop, `act` searched while the hooks read `hidden` alone): every trial trained alike while
+    the results ranked them by a value nothing read. Only for a module that reads its config
+    by key alone."""
     target = trainer_target(out)
-    if not out["space"]["params"] or reported_by_loop(target, workdir) is None \
-            or config_used_whole(target, workdir) is not False:
+    if not out["space"]["params"] or config_used_whole(target, workdir) is not False:
         return
     found = module_names(target, workdir, compat=True)
     if not found:
         return
     module, named = found
-    known = set(named) | set(TRAINER_ARGS) | set(OPTIMIZER_READS)  # what hpoc's runtime reads too
+    # what hpoc's runtime reads too: the loop's counts, the default optimizer (a name or a group)
+    known = set(named) | set(TRAINER_ARGS) | set(OPTIMIZER_READS) | {"optimizer"}
+    # a condition's parameter decides which others a trial has (`reg` for `dropout`)
+    known |= {p["condition"]["param"].split(".")[0] for p in out["space"]["params"] if p.get("condition")}
     for i, p in enumerate(out["space"]["params"]):
         top = p["name"].split(".")[0]
-        if top in known:
-            continue
+        if top in known or (p["name"] not in T.MODEL_WORDS and T.key_home(p["name"]) in T.RUN_SECTIONS):
+            continue  # a setting of another section: _settings_in_space says where it belongs
         reads = sorted((config_keys_read(target, workdir) or {}).keys() | {"batch_size", "epochs"})
         ch.warn(WARN_UNREAD, f"the trainer never reads the searched `{top}`: its module ({module}) never names "
                              "it, so every trial trains alike whatever its value", ch.spans.get(f"space.params.{i}"),

@@ -2803,6 +2803,18 @@ def test_a_searched_parameter_an_hpoc_trainer_never_names_is_warned(tmp_path) ->
     assert not [d for d in diagnostics(conditional, str(tmp_path)) if d.code == "HP816"]
 
 
+def test_a_windows_path_s_backslash_escape_is_named_in_the_help() -> None:
+    """`path = "C:\\results"`: `\\r` is a string escape, a carriage return, and the error
+    said only "must be one line without control characters", with no fix."""
+    d = one_error(BASE + 'storage { path = "C:\\results" }\n')
+    assert (where(d), d.message) == ((3, 18), "`path` must be one line without control characters")
+    assert d.help == ("`\\r` in a string is an escape (a carriage return): write a path with `/`, "
+                      "or each `\\` as `\\\\`")
+    d = one_error(BASE + 'storage { path = "res\\tmp" }\n')
+    assert d.help.startswith("`\\t` in a string is an escape (a tab)")
+    assert one_error(BASE + 'storage { path = "res\tmp" }\n').help is None  # a tab typed: no escape
+
+
 def _ds_diagnostics(tmp_path, content: str, resources: str = "workers = 2", extra: str = "") -> list:
     (tmp_path / "ds.json").write_text(content, encoding="utf-8")
     text = BASE + extra + f'resources {{ {resources}, gpus_per_worker = 1, deepspeed {{ config = "ds.json" }} }}\n'

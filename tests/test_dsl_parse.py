@@ -299,6 +299,18 @@ def test_a_step_written_as_a_relative_path_is_shown_as_a_module() -> None:
                                    "from the spec's directory")
 
 
+def test_a_step_written_as_a_path_from_a_folder_is_shown_as_a_module() -> None:
+    """`trainer = src/train:Net` (or `src/train.py:Net`) was told that values are literals,
+    not expressions."""
+    for src in ("pipeline { trainer = src/train:Net }", "pipeline { trainer = src/models/train.py:Net }"):
+        d = syntax_error(src)
+        assert (d.col, d.help) == (25, f"write `{'src.train' if 'models' not in src else 'src.models.train'}"
+                                       ":Net`: a module is named as Python imports it, from the spec's "
+                                       "directory"), src
+    # a division is still not a value
+    assert syntax_error("space { t = [1, 2/3] }").help == "values are literals, not expressions: write the result"
+
+
 @pytest.mark.parametrize("written, meant", [("2hours", "2h"), ("120min", "120m"), ("90sec", "90s"),
                                              ("3days", "3d"), ("1h30", "1h30m"), ("2hrs", "2h")])
 def test_a_duration_with_a_spelt_out_unit_is_shown_with_its_letter(written: str, meant: str) -> None:

@@ -109,8 +109,14 @@ def unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
         if expected:
             msg += f", expected {expected}"
         number = re.match(r"\+(\d[\w.]*)", text[exc.pos_in_stream:]) if ch == "+" else None
+        # `src/train:Net`, `src/train.py:Net`: a module's file by its path from the spec
+        start = re.search(r"[\w/.]*$", text[: exc.pos_in_stream]).start()  # type: ignore[union-attr]
+        path = re.match(r"((?:\w+/)+\w+?)(?:\.py)?(:\w+)(?![\w/.])", text[start:]) if ch == "/" else None
         if text.startswith(("//", "/*"), exc.pos_in_stream):  # C's and JSON5's comments
             help = "comments start with `#`"
+        elif path:
+            help = (f"write `{path[1].replace('/', '.')}{path[2]}`: a module is named as Python imports it, "
+                    "from the spec's directory")
         elif number:
             help = f"write `{number.group(1)}`: numbers take no `+`"
         elif ch in "*/+" and re.search(r"[\w.)]\s*$", text[: exc.pos_in_stream]):

@@ -311,6 +311,17 @@ def test_a_step_written_as_a_path_from_a_folder_is_shown_as_a_module() -> None:
     assert syntax_error("space { t = [1, 2/3] }").help == "values are literals, not expressions: write the result"
 
 
+def test_a_negative_duration_or_size_is_said_where_it_is_written() -> None:
+    """`time_limit = -5m` read as `-5` then a key `m`: "unexpected `}`" at the block's end,
+    which named neither the value nor the sign."""
+    d = syntax_error('study "x"\ntrials { time_limit = -5m }\n')
+    assert (d.code, d.line, d.col, d.message) == ("HP101", 2, 23, "a duration cannot be negative: `-5m`")
+    assert d.help == "write `5m`"
+    d = syntax_error('study "x"\nslurm { mem = -64G }\n')
+    assert (d.line, d.col, d.message, d.help) == (2, 15, "a size cannot be negative: `-64G`", "write `64G`")
+    assert parse('study "x"\nspace { lr = -1e-3 }\n', "s.hpo")  # an exponent is still a number
+
+
 @pytest.mark.parametrize("written, meant", [("2hours", "2h"), ("120min", "120m"), ("90sec", "90s"),
                                              ("3days", "3d"), ("1h30", "1h30m"), ("2hrs", "2h")])
 def test_a_duration_with_a_spelt_out_unit_is_shown_with_its_letter(written: str, meant: str) -> None:

@@ -440,6 +440,10 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
             if "#" in before or before.count('"') % 2 or line_start + m.start() > offset:
                 continue
             if _VALID_GLUED.fullmatch(m.group(0).lstrip("-")):
+                if m.group(1).startswith("-") and not re.search(r"[eE]", m.group(1)):  # `-5m`: `-5`, then a key `m`
+                    what = "duration" if m.group(0)[-1] in "smhd" else "size"
+                    return (text.count("\n", 0, line_start) + 1, m.start() + 1, len(m.group(0)),
+                            f"a {what} cannot be negative: `{m.group(0)}`", f"write `{m.group(0)[1:]}`")
                 continue
             number, suffix = m.group(1), m.group(2)
             col, width = m.start(2) + 1, len(suffix)

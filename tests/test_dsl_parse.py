@@ -322,6 +322,17 @@ def test_a_negative_duration_or_size_is_said_where_it_is_written() -> None:
     assert parse('study "x"\nspace { lr = -1e-3 }\n', "s.hpo")  # an exponent is still a number
 
 
+def test_a_key_with_a_hyphen_is_told_to_write_an_underscore_or_quote_it() -> None:
+    """`batch-size = choice(32, 64)`, as YAML and CLI flags spell it: no help at all."""
+    d = syntax_error('study "x"\nspace {\n  batch-size = choice(32, 64)\n}\n')
+    assert (d.code, d.line, d.col) == ("HP102", 3, 8)
+    assert d.help == 'names are letters, digits and `_`: write `batch_size`, or quote the key: `"batch-size"`'
+    # a value's bare word with a hyphen is quoted
+    for value in ("leaky-relu", "choice(relu, leaky-relu)"):
+        d = syntax_error(f'study "x"\nspace {{\n  act = {value}\n}}\n')
+        assert d.help == 'a bare word is letters, digits and `_`: quote it, `"leaky-relu"`', value
+
+
 @pytest.mark.parametrize("written, meant", [("2hours", "2h"), ("120min", "120m"), ("90sec", "90s"),
                                              ("3days", "3d"), ("1h30", "1h30m"), ("2hrs", "2h")])
 def test_a_duration_with_a_spelt_out_unit_is_shown_with_its_letter(written: str, meant: str) -> None:

@@ -112,8 +112,16 @@ def unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
         # `src/train:Net`, `src/train.py:Net`: a module's file by its path from the spec
         start = re.search(r"[\w/.]*$", text[: exc.pos_in_stream]).start()  # type: ignore[union-attr]
         path = re.match(r"((?:\w+/)+\w+?)(?:\.py)?(:\w+)(?![\w/.])", text[start:]) if ch == "/" else None
+        line_start = text.rfind("\n", 0, exc.pos_in_stream) + 1  # `batch-size = ...`, as YAML spells it
+        key = re.match(r"[ \t]*([A-Za-z_][\w.]*(?:-[\w.]+)+)[ \t]*=(?!=)", text[line_start:]) if ch == "-" else None
         if text.startswith(("//", "/*"), exc.pos_in_stream):  # C's and JSON5's comments
             help = "comments start with `#`"
+        elif key:
+            help = (f"names are letters, digits and `_`: write `{key[1].replace('-', '_')}`, or quote the key: "
+                    f'`"{key[1]}"`')
+        elif ch == "-" and (word := re.search(r"[=(,\[][ \t]*([A-Za-z_]\w*)$", text[: exc.pos_in_stream])):
+            whole = word[1] + re.match(r"[\w-]*", text[exc.pos_in_stream:]).group(0)  # type: ignore[union-attr]
+            help = f'a bare word is letters, digits and `_`: quote it, `"{whole}"`'  # `act = leaky-relu`
         elif path:
             help = (f"write `{path[1].replace('/', '.')}{path[2]}`: a module is named as Python imports it, "
                     "from the spec's directory")

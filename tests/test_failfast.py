@@ -250,3 +250,12 @@ def test_a_missing_objective_metric_says_the_spec_s_objective_may_be_the_fix():
     other = ("hpoc.runtime.returns.TrainerError: `val_accuracy`, the objective's metric, is missing: "
              "no validation batch had outputs to score")
     assert "fix the trainer and" in hint(plan, _text(other))
+
+
+def test_a_linear_layer_of_the_wrong_width_says_which_widths():
+    """torch's "mat1 and mat2 shapes cannot be multiplied (32x4 and 3x16)", raised inside
+    hpoc's loop with no line of the study's own: "fix the trainer" did not say what."""
+    plan = {"resume": {"enabled": True, "retry_errored": True}, "pipeline": PIPELINE}
+    said = hint(plan, _text("RuntimeError: mat1 and mat2 shapes cannot be multiplied (32x4 and 3x16)"))
+    assert ("fix the trainer's model: a `Linear` layer (or a matmul) takes 3 input features and gets 4; "
+            "build it for the inputs it gets and run the same command again") in said, said

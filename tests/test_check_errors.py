@@ -1060,6 +1060,23 @@ def test_points_to_evaluate_are_checked_against_the_space() -> None:
     assert errs[4].help == "write 2"
 
 
+def test_a_point_that_names_a_grouped_parameter_by_its_own_name_is_told_the_group() -> None:
+    """`points_to_evaluate = [{ lr = 0.01 }]` with `optimizer { lr = ... }`: "`lr`, which is
+    not a searched parameter" and no help; and each parameter the point left out was an
+    error of its own, six at one place for a point of two values."""
+    src = BASE + ('objective minimize val_loss\nspace {\n  optimizer { name = choice(adam, sgd), '
+                  'lr = loguniform(1e-4, 1e-2) }\n  hidden = choice(16, 32)\n  depth = randint(1, 4)\n}\n'
+                  'search random { points_to_evaluate = [{ lr = 0.001, hidden = 16 }] }\n')
+    errs = errors(src)
+    got = [(e.code, e.message, e.help) for e in errs]
+    assert got == [
+        ("HP205", "an entry of `points_to_evaluate` has no value for `optimizer.name`, `optimizer.lr` and `depth`",
+         "add them: a point sets every parameter that exists in it"),
+        ("HP201", "`points_to_evaluate` sets `lr`, which is not a searched parameter",
+         "did you mean `optimizer.lr`? (`{ optimizer.lr = ... }`, or `{ optimizer = { lr = ... } }`)"),
+    ], got
+
+
 def test_points_to_evaluate_run_within_the_budget_on_the_grid_of_q() -> None:
     src = BASE + (
         "objective minimize val_loss\n"

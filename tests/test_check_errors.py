@@ -1226,6 +1226,15 @@ def test_scheduler_consistency() -> None:
     assert (d.code, where(d), d.message) == ("HP201", (5, 69), "`hyperparam_mutations` names `bs`, which is not in `space`")
 
 
+def test_a_mutation_of_a_grouped_parameter_by_its_own_name_suggests_the_group() -> None:
+    """`hyperparam_mutations { lr = ... }` with `optimizer { lr = ... }`: the help said "add
+    it to `space`", where it is, in a group."""
+    d = one_error(BASE + "objective minimize val_loss\nspace { optimizer { lr = loguniform(1e-4, 1e-1) } }\n"
+                  "scheduler pbt { hyperparam_mutations { lr = loguniform(1e-4, 1e-1) } }\n")
+    assert (d.message, d.help) == ("`hyperparam_mutations` names `lr`, which is not in `space`",
+                                   "did you mean `optimizer.lr`?")
+
+
 def test_an_empty_mutation_table_is_the_default_not_an_empty_one() -> None:
     """`hyperparam_bounds {}` was checked as absent but reached the plan as `{}`: the
     runtime's PB2 then had no bounds and refused to start, after the job was queued."""

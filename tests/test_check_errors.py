@@ -830,6 +830,9 @@ def test_conditions() -> None:
     assert (where(d), d.message, d.help) == ((6, 24), "condition on unknown parameter `otp`", "did you mean `opt`?")
     d = one_error(src % "m = uniform(0, 1) if lr == 1")
     assert (where(d), d.message) == ((6, 24), "condition tests `lr`, which is a `uniform` parameter")
+    # the parameter under the condition is not one it can test
+    d = one_error(src % "m = choice(1, 2) if zzz == 1")
+    assert (d.message, d.help) == ("condition on unknown parameter `zzz`", "conditions can test `opt`")
     d = one_error(src % "m = 3 if opt == sgd")
     assert (where(d), d.message) == ((6, 12), "constant `m` cannot be conditional")
     d = one_error(src % 'if opt == "sgd" { if opt == "adam" { m = uniform(0, 1) } }')

@@ -2844,6 +2844,29 @@ def test_a_windows_path_s_backslash_escape_is_named_in_the_help() -> None:
     assert one_error(BASE + 'storage { path = "res\tmp" }\n').help is None  # a tab typed: no escape
 
 
+def test_val_accuracy_under_a_regression_trainer_is_warned(tmp_path) -> None:
+    """`objective maximize val_accuracy` with `task = "regression"` (a class attribute or the
+    trainer's argument): hpoc's loop scores accuracy for classification only, so every trial
+    failed at its first report, after `hpoc check` said valid."""
+    spec = ('study "t"\npipeline { trainer = t:T%s, getter = d:G }\nspace { epochs = 2 }\n'
+            "objective maximize val_accuracy\n")
+    _trainer_module(tmp_path, "make(config)", '    task = "regression"\n')
+    for args, dn in (("", ""), ('(task = "regression")', "")):
+        if args:
+            _trainer_module(tmp_path, "make(config)")
+        (d,) = [d for d in diagnostics(spec % args, str(tmp_path)) if d.code == "HP801"]
+        assert (d.severity, where(d), d.message, d.help) == (
+            "warning", (4, 20), "metric `val_accuracy` is not reported for a regression trainer "
+            '(`task = "regression"`): hpoc\'s loop scores accuracy for classification only',
+            "use `objective minimize val_loss`, or report a metric of your own from `validation_step`"), args
+    # classification, or a module that reports its own `val_accuracy`: nothing said
+    _trainer_module(tmp_path, "make(config)")
+    assert not [d for d in diagnostics(spec % "", str(tmp_path)) if d.code == "HP801"]
+    _trainer_module(tmp_path, "make(config)", '    task = "regression"\n\n    def validation_step(self, batch):\n'
+                    '        return {"loss": 0, "val_accuracy": 1}\n')
+    assert not [d for d in diagnostics(spec % "", str(tmp_path)) if d.code == "HP801"]
+
+
 def _ds_diagnostics(tmp_path, content: str, resources: str = "workers = 2", extra: str = "") -> list:
     (tmp_path / "ds.json").write_text(content, encoding="utf-8")
     text = BASE + extra + f'resources {{ {resources}, gpus_per_worker = 1, deepspeed {{ config = "ds.json" }} }}\n'

@@ -44,8 +44,8 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module, target_tree
 from hpoc.compiler.targets import check_step, function_step, without_execute
-from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, defines, hook_problems,
-                                         itwinai_strategy_calls, keeps_default, loader_workers,
+from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, class_constant, cuda_lines, defines,
+                                         hook_problems, itwinai_strategy_calls, keeps_default, loader_workers,
                                          model_config_reads, module_names, not_a_trainer, several_gpus,
                                          silent_loop, unread_optimizer_keys, unread_trainer_args, unrestored_loop)
 from hpoc.compiler.slurm import check_slurm
@@ -73,6 +73,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     # not read (not found, installed elsewhere, not parsed), what it reports is unknown.
     unread = ch.file.endswith((".yaml", ".yml")) and reports[1] is None
     _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], reports, unread)
+    _regression_accuracy(ch, out, reports, workdir)
     _stop_on_objective(ch, out)
     _objective_direction(ch, out)
     early_stop.stop_keys(ch, out, reports, unread)
@@ -171,6 +172,23 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
             help=did_you_mean(m["name"], (*T.DEFAULT_METRICS, *(reported or ())))
             or f"make sure the trainer reports `{m['name']}` every epoch",
         )  # fmt: skip
+
+
+def _regression_accuracy(ch: Checker, out: dict[str, Any], reports: Reports, workdir: str | None) -> None:
+    """`maximize val_accuracy` under `task = "regression"`: hpoc's loop scores accuracy for
+    classification only, so every trial failed at its first report."""
+    own, reported = reports
+    if own is not None or "val_accuracy" in (reported or ()):
+        return  # a loop of its own, or a module that reports it itself
+    target = trainer_target(out)
+    args = ((out.get("pipeline") or {}).get("trainer") or {}).get("args") or {}
+    task = args["task"] if "task" in args else class_constant(target, workdir, "task") if target else None
+    for i, m in enumerate(out["objective"]["metrics"]):
+        if m["name"] == "val_accuracy" and task == "regression":
+            ch.warn(WARN_METRIC, "metric `val_accuracy` is not reported for a regression trainer "
+                                 '(`task = "regression"`): hpoc\'s loop scores accuracy for classification only',
+                    ch.spans.get(f"objective.metrics.{i}"),
+                    help="use `objective minimize val_loss`, or report a metric of your own from `validation_step`")
 
 
 # Words of a metric's name that say which way it is better. A reversed objective runs the

@@ -188,9 +188,8 @@ def what_to_fix(plan: dict[str, Any] | None, where: str | None, text: str) -> st
     if said:
         return said
     line = summary_mod.error_line(text)
-    if missing := _MISSING_OBJECTIVE.search(line):  # returns.require_objective's words
-        return (f"report {missing[1]} from the trainer (or name a metric it reports in the spec's "
-                "`objective` and run with --fresh: another objective is another plan)")
+    if unreported := objective_fix(line):
+        return unreported
     step = to_fix(plan, where)
     if step == "the trainer" and (shapes := _LINEAR_SHAPES.search(line)):
         return (f"fix the trainer's model: a `Linear` layer (or a matmul) takes {shapes[2]} input features "
@@ -202,6 +201,14 @@ def what_to_fix(plan: dict[str, Any] | None, where: str | None, text: str) -> st
         return (f"{data} has a dtype the model does not take: {fix} (`.float()` for a tensor, "
                 "`astype(np.float32)` for an array; class labels `.long()`)")
     return f"fix {step}"
+
+
+def objective_fix(line: str) -> str | None:
+    """What to do about an error `line` saying that the trainer never reported the objective
+    (returns.require_objective's words), else None: the spec may be what names it wrong."""
+    missing = _MISSING_OBJECTIVE.search(line)
+    return (f"report {missing[1]} from the trainer (or name a metric it reports in the spec's "
+            "`objective` and run with --fresh: another objective is another plan)") if missing else None
 
 
 # torch's words for a `Linear` whose in_features are not the inputs' last dimension: the

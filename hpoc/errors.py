@@ -200,12 +200,14 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
 def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate `word` most likely meant, or None.
 
-    A known synonym first, then a candidate the word begins (`grace` -> `grace_period`),
-    then the closest spelling."""
+    A known synonym first, then a group's name that the word ends (`lr` -> `optimizer.lr`),
+    then a candidate the word begins (`grace` -> `grace_period`), then the closest spelling."""
     import difflib
 
     candidates = sorted(set(candidates))
     close = [SYNONYMS[word]] if SYNONYMS.get(word) in candidates else []
+    if not close and "." not in word:
+        close = [c for c in candidates if c.endswith("." + word)][:1]
     if not close and len(word) >= 3:
         close = sorted((c for c in candidates if c.startswith(word + "_")), key=len)[:1]
     if not close:

@@ -830,6 +830,9 @@ def test_conditions() -> None:
     assert (where(d), d.message, d.help) == ((6, 24), "condition on unknown parameter `otp`", "did you mean `opt`?")
     d = one_error(src % "m = uniform(0, 1) if lr == 1")
     assert (where(d), d.message) == ((6, 24), "condition tests `lr`, which is a `uniform` parameter")
+    # the parameter under the condition is not one it can test
+    d = one_error(src % "m = choice(1, 2) if zzz == 1")
+    assert (d.message, d.help) == ("condition on unknown parameter `zzz`", "conditions can test `opt`")
     d = one_error(src % "m = 3 if opt == sgd")
     assert (where(d), d.message) == ((6, 12), "constant `m` cannot be conditional")
     d = one_error(src % 'if opt == "sgd" { if opt == "adam" { m = uniform(0, 1) } }')
@@ -1060,6 +1063,23 @@ def test_points_to_evaluate_are_checked_against_the_space() -> None:
     assert errs[4].help == "write 2"
 
 
+def test_a_point_that_names_a_grouped_parameter_by_its_own_name_is_told_the_group() -> None:
+    """`points_to_evaluate = [{ lr = 0.01 }]` with `optimizer { lr = ... }`: "`lr`, which is
+    not a searched parameter" and no help; and each parameter the point left out was an
+    error of its own, six at one place for a point of two values."""
+    src = BASE + ('objective minimize val_loss\nspace {\n  optimizer { name = choice(adam, sgd), '
+                  'lr = loguniform(1e-4, 1e-2) }\n  hidden = choice(16, 32)\n  depth = randint(1, 4)\n}\n'
+                  'search random { points_to_evaluate = [{ lr = 0.001, hidden = 16 }] }\n')
+    errs = errors(src)
+    got = [(e.code, e.message, e.help) for e in errs]
+    assert got == [
+        ("HP205", "an entry of `points_to_evaluate` has no value for `optimizer.name`, `optimizer.lr` and `depth`",
+         "add them: a point sets every parameter that exists in it"),
+        ("HP201", "`points_to_evaluate` sets `lr`, which is not a searched parameter",
+         "did you mean `optimizer.lr`? (`{ optimizer.lr = ... }`, or `{ optimizer = { lr = ... } }`)"),
+    ], got
+
+
 def test_points_to_evaluate_run_within_the_budget_on_the_grid_of_q() -> None:
     src = BASE + (
         "objective minimize val_loss\n"
@@ -1207,6 +1227,15 @@ def test_scheduler_consistency() -> None:
         "scheduler pbt { hyperparam_mutations { lr = loguniform(1e-4, 1e-1), bs = [1, 2] } }\n"
     )
     assert (d.code, where(d), d.message) == ("HP201", (5, 69), "`hyperparam_mutations` names `bs`, which is not in `space`")
+
+
+def test_a_mutation_of_a_grouped_parameter_by_its_own_name_suggests_the_group() -> None:
+    """`hyperparam_mutations { lr = ... }` with `optimizer { lr = ... }`: the help said "add
+    it to `space`", where it is, in a group."""
+    d = one_error(BASE + "objective minimize val_loss\nspace { optimizer { lr = loguniform(1e-4, 1e-1) } }\n"
+                  "scheduler pbt { hyperparam_mutations { lr = loguniform(1e-4, 1e-1) } }\n")
+    assert (d.message, d.help) == ("`hyperparam_mutations` names `lr`, which is not in `space`",
+                                   "did you mean `optimizer.lr`?")
 
 
 def test_an_empty_mutation_table_is_the_default_not_an_empty_one() -> None:
@@ -2784,6 +2813,84 @@ def test_a_conditional_parameter_read_by_subscript_is_warned(tmp_path) -> None:
     for guarded in ("config['dropout'] if 'dropout' in config else 0.0", "config.get('dropout', 0.0)"):
         _trainer_module(tmp_path, f"make(config['width'], {guarded})")
         assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP811"], guarded
+
+
+def test_a_grouped_parameter_read_by_its_last_name_is_told_how_to_read_it(tmp_path) -> None:
+    """`config["lr"]` with `optimizer { lr = ... }` in `space`: a trial's config nests it,
+    `config["optimizer"]["lr"]`, and every trial failed with KeyError: 'lr'. The help said
+    `add lr to space`, which a user who has it there could not act on; a dotted key
+    (`config["optimizer.lr"]`) is told the same."""
+    spec = ('study "t"\npipeline { trainer = t:T }\nspace {\n  hidden = choice(8, 16)\n'
+            '  optimizer { lr = loguniform(1e-4, 1e-2) }\n}\n')
+    for read in ("config['lr']", "config['optimizer.lr']"):
+        _trainer_module(tmp_path, f"make(config['hidden'], {read})")
+        (d,) = [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP811"]
+        assert d.help == ('`space` sets `optimizer.lr`, which a trial gets nested: read '
+                          '`config["optimizer"]["lr"]`'), read
+    # a name of its own still gets the usual help
+    _trainer_module(tmp_path, "make(config['hidden'], config['dropout'])")
+    (d,) = [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP811"]
+    assert d.help == "add `dropout` to `space`"
+
+
+def test_a_searched_parameter_an_hpoc_trainer_never_names_is_warned(tmp_path) -> None:
+    """`act` and `depth` searched, a trainer whose hooks read `config["hidden"]` alone: every
+    trial trained alike whatever they were, and the results ranked trials by them; `hpoc
+    check` said valid. What hpoc's loop and default optimizer read are not warned of, nor is
+    anything while the module hands its config on whole."""
+    spec = ('study "t"\npipeline { trainer = t:T }\nspace {\n  hidden = choice(8, 16)\n'
+            '  act = choice(relu, tanh)\n  depth = randint(1, 4)\n  lr = loguniform(1e-4, 1e-2)\n'
+            '  optimizer = choice(adam, sgd)\n  batch_size = choice(16, 32)\n  epochs = 2\n}\n')
+    _trainer_module(tmp_path, "make(config['hidden'])")
+    found = [(d.severity, d.message, where(d)[0], d.help) for d in diagnostics(spec, str(tmp_path))
+             if d.code == "HP816"]
+    assert found == [("warning", f"the trainer never reads the searched `{name}`: its module (t.py) never "
+                      "names it, so every trial trains alike whatever its value", line,
+                      f'read it in the trainer (`config["{name}"]`), or remove it')
+                     for name, line in (("act", 5), ("depth", 6))]
+    for whole in ("make(**config)", "make(config)", "make(config['hidden'], config['act'], config['depth'])"):
+        _trainer_module(tmp_path, whole)
+        assert not [d for d in diagnostics(spec, str(tmp_path)) if d.code == "HP816"], whole
+    # a condition's parameter is read through the presence of the one it conditions
+    conditional = spec.replace("  epochs = 2\n", '  reg = choice("none", "dropout")\n'
+                               '  dropout = uniform(0.1, 0.5) if reg == "dropout"\n  epochs = 2\n')
+    _trainer_module(tmp_path, "make(config['hidden'], config['act'], config['depth'], config.get('dropout'))")
+    assert not [d for d in diagnostics(conditional, str(tmp_path)) if d.code == "HP816"]
+
+
+def test_a_windows_path_s_backslash_escape_is_named_in_the_help() -> None:
+    """`path = "C:\\results"`: `\\r` is a string escape, a carriage return, and the error
+    said only "must be one line without control characters", with no fix."""
+    d = one_error(BASE + 'storage { path = "C:\\results" }\n')
+    assert (where(d), d.message) == ((3, 18), "`path` must be one line without control characters")
+    assert d.help == ("`\\r` in a string is an escape (a carriage return): write a path with `/`, "
+                      "or each `\\` as `\\\\`")
+    d = one_error(BASE + 'storage { path = "res\\tmp" }\n')
+    assert d.help.startswith("`\\t` in a string is an escape (a tab)")
+    assert one_error(BASE + 'storage { path = "res\tmp" }\n').help is None  # a tab typed: no escape
+
+
+def test_val_accuracy_under_a_regression_trainer_is_warned(tmp_path) -> None:
+    """`objective maximize val_accuracy` with `task = "regression"` (a class attribute or the
+    trainer's argument): hpoc's loop scores accuracy for classification only, so every trial
+    failed at its first report, after `hpoc check` said valid."""
+    spec = ('study "t"\npipeline { trainer = t:T%s, getter = d:G }\nspace { epochs = 2 }\n'
+            "objective maximize val_accuracy\n")
+    _trainer_module(tmp_path, "make(config)", '    task = "regression"\n')
+    for args, dn in (("", ""), ('(task = "regression")', "")):
+        if args:
+            _trainer_module(tmp_path, "make(config)")
+        (d,) = [d for d in diagnostics(spec % args, str(tmp_path)) if d.code == "HP801"]
+        assert (d.severity, where(d), d.message, d.help) == (
+            "warning", (4, 20), "metric `val_accuracy` is not reported for a regression trainer "
+            '(`task = "regression"`): hpoc\'s loop scores accuracy for classification only',
+            "use `objective minimize val_loss`, or report a metric of your own from `validation_step`"), args
+    # classification, or a module that reports its own `val_accuracy`: nothing said
+    _trainer_module(tmp_path, "make(config)")
+    assert not [d for d in diagnostics(spec % "", str(tmp_path)) if d.code == "HP801"]
+    _trainer_module(tmp_path, "make(config)", '    task = "regression"\n\n    def validation_step(self, batch):\n'
+                    '        return {"loss": 0, "val_accuracy": 1}\n')
+    assert not [d for d in diagnostics(spec % "", str(tmp_path)) if d.code == "HP801"]
 
 
 def _ds_diagnostics(tmp_path, content: str, resources: str = "workers = 2", extra: str = "") -> list:

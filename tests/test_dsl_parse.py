@@ -212,6 +212,28 @@ def test_an_unexpected_character_says_what_may_follow_there() -> None:
     assert syntax_error("space { t = [1, 2/3] }").message == "unexpected character `/`, expected `]` or `,`"
 
 
+def test_a_comment_in_another_language_s_spelling_is_told_to_start_with_a_hash() -> None:
+    """`// my study` (C, JSON5) or `/* */` had no help at all, and `lr = 1e-3 // note` was
+    told that values are literals, not expressions."""
+    for src, col in (("// my study\nstudy \"x\"\n", 1), ("/* my study */\nstudy \"x\"\n", 1),
+                     ('study "x"\ntrials { num_samples = 4 // four\n}\n', 26)):
+        d = syntax_error(src)
+        assert (d.code, d.col, d.help) == ("HP102", col, "comments start with `#`"), src
+
+
+def test_a_setting_written_with_double_equals_is_told_to_use_one() -> None:
+    d = syntax_error('study "x"\nspace {\n  epochs == 4\n}\n')
+    assert (d.code, d.line, d.col) == ("HP101", 3, 11)
+    assert d.help == "a setting is `key = value`, with one `=` (`==` compares, after `if`)"
+
+
+def test_a_domain_with_brackets_is_told_to_call_it() -> None:
+    """`choice[32, 64]`: a newcomer's guess at a list of choices, with no help."""
+    d = syntax_error('study "x"\nspace {\n  batch_size = choice[32, 64]\n}\n')
+    assert (d.code, d.line, d.col) == ("HP101", 3, 22)
+    assert d.help == "arguments go in parentheses: `choice(32, 64)`"
+
+
 def test_mismatched_and_unmatched_brackets() -> None:
     d = syntax_error("space {\n  a = [1, 2 }")
     assert (d.line, d.col) == (2, 13)
@@ -275,6 +297,40 @@ def test_a_step_written_as_a_relative_path_is_shown_as_a_module() -> None:
     d = syntax_error("pipeline { trainer = ./models/net.py:Net }")
     assert (d.col, d.help) == (22, "write `models.net:Net`: a module is named as Python imports it, "
                                    "from the spec's directory")
+
+
+def test_a_step_written_as_a_path_from_a_folder_is_shown_as_a_module() -> None:
+    """`trainer = src/train:Net` (or `src/train.py:Net`) was told that values are literals,
+    not expressions."""
+    for src in ("pipeline { trainer = src/train:Net }", "pipeline { trainer = src/models/train.py:Net }"):
+        d = syntax_error(src)
+        assert (d.col, d.help) == (25, f"write `{'src.train' if 'models' not in src else 'src.models.train'}"
+                                       ":Net`: a module is named as Python imports it, from the spec's "
+                                       "directory"), src
+    # a division is still not a value
+    assert syntax_error("space { t = [1, 2/3] }").help == "values are literals, not expressions: write the result"
+
+
+def test_a_negative_duration_or_size_is_said_where_it_is_written() -> None:
+    """`time_limit = -5m` read as `-5` then a key `m`: "unexpected `}`" at the block's end,
+    which named neither the value nor the sign."""
+    d = syntax_error('study "x"\ntrials { time_limit = -5m }\n')
+    assert (d.code, d.line, d.col, d.message) == ("HP101", 2, 23, "a duration cannot be negative: `-5m`")
+    assert d.help == "write `5m`"
+    d = syntax_error('study "x"\nslurm { mem = -64G }\n')
+    assert (d.line, d.col, d.message, d.help) == (2, 15, "a size cannot be negative: `-64G`", "write `64G`")
+    assert parse('study "x"\nspace { lr = -1e-3 }\n', "s.hpo")  # an exponent is still a number
+
+
+def test_a_key_with_a_hyphen_is_told_to_write_an_underscore_or_quote_it() -> None:
+    """`batch-size = choice(32, 64)`, as YAML and CLI flags spell it: no help at all."""
+    d = syntax_error('study "x"\nspace {\n  batch-size = choice(32, 64)\n}\n')
+    assert (d.code, d.line, d.col) == ("HP102", 3, 8)
+    assert d.help == 'names are letters, digits and `_`: write `batch_size`, or quote the key: `"batch-size"`'
+    # a value's bare word with a hyphen is quoted
+    for value in ("leaky-relu", "choice(relu, leaky-relu)"):
+        d = syntax_error(f'study "x"\nspace {{\n  act = {value}\n}}\n')
+        assert d.help == 'a bare word is letters, digits and `_`: quote it, `"leaky-relu"`', value
 
 
 @pytest.mark.parametrize("written, meant", [("2hours", "2h"), ("120min", "120m"), ("90sec", "90s"),

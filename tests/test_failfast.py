@@ -232,3 +232,30 @@ def test_a_dtype_mismatch_names_the_getter_s_data():
     plan["pipeline"] = {"trainer": {"target": "train:Trainer"}}  # the trainer loads its data
     assert "the trainer's data has a dtype the model does not take" in hint(
         plan, _in("train.py", "RuntimeError: mat1 and mat2 must have the same dtype, but got Long and Float"))
+
+
+def test_a_missing_objective_metric_says_the_spec_s_objective_may_be_the_fix():
+    """`objective minimize val_mse` over a loop that reports `val_loss`: the stop said "fix
+    the trainer and run the same command again: the study resumes", but the likely fix is the
+    spec's objective, and a spec with another objective does not resume (another plan)."""
+    plan = {"resume": {"enabled": True, "retry_errored": True}, "pipeline": PIPELINE}
+    error = ("hpoc.runtime.returns.TrainerError: the trainer reported `perf`, `train_loss`, `val_loss` "
+             "but not `val_mse`, the objective's metric; did you mean `val_loss`?")
+    said = hint(plan, _text(error))
+    assert ("every trial failed the same way; report `val_mse` from the trainer (or name a metric it "
+            "reports in the spec's `objective` and run with --fresh: another objective is another plan) "
+            "and run the same command again: the study resumes") in said, said
+    assert "fix the trainer" not in said
+    # an objective the loop left out for a reason of its own: the trainer is what to fix
+    other = ("hpoc.runtime.returns.TrainerError: `val_accuracy`, the objective's metric, is missing: "
+             "no validation batch had outputs to score")
+    assert "fix the trainer and" in hint(plan, _text(other))
+
+
+def test_a_linear_layer_of_the_wrong_width_says_which_widths():
+    """torch's "mat1 and mat2 shapes cannot be multiplied (32x4 and 3x16)", raised inside
+    hpoc's loop with no line of the study's own: "fix the trainer" did not say what."""
+    plan = {"resume": {"enabled": True, "retry_errored": True}, "pipeline": PIPELINE}
+    said = hint(plan, _text("RuntimeError: mat1 and mat2 shapes cannot be multiplied (32x4 and 3x16)"))
+    assert ("fix the trainer's model: a `Linear` layer (or a matmul) takes 3 input features and gets 4; "
+            "build it for the inputs it gets and run the same command again") in said, said

@@ -1774,3 +1774,23 @@ def test_a_directory_of_builds_names_them_or_shows_its_one(tmp_path, capsys, mon
     monkeypatch.chdir(tmp_path)
     code, out, err = status(capsys)
     assert code == 2 and "no study in the current directory" in err, out + err
+
+
+def test_trials_that_never_reported_the_objective_name_the_spec_s_objective_as_a_fix(tmp_path, capsys):
+    """`minimize val_mse` over a loop that reports `val_loss`: every trial failed, and status
+    said "once what made them fail is fixed, `... --retry-errored`", which a changed objective
+    (another plan) refuses."""
+    (tmp_path / "study.hpo").write_text(SPEC)
+    exp = tmp_path / "results" / "tiny"
+    error = ("hpoc.runtime.returns.TrainerError: the trainer reported `train_loss`, `val_loss` but not "
+             "`val_accuracy`, the objective's metric")
+    trials = []
+    for i in range(2):
+        trial_dir(exp, f"aaaaa_0000{i}", {"lr": 0.1, "epochs": 2}, [], error=error)
+        trials.append({"trial_id": f"aaaaa_0000{i}", "status": "ERROR", "error": error})
+    path = summary(exp, "tiny", trials, metric="val_accuracy", mode="max")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "status_counts": {"ERROR": 2}}))
+    out = status(capsys, tmp_path / "study.hpo")[1]
+    assert ("next: 2 errored trial(s): report `val_accuracy` from the trainer (or name a metric it reports in "
+            "the spec's `objective` and run with --fresh: another objective is another plan); then "
+            "`hpoc run") in out, out

@@ -199,10 +199,15 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
         errored = [s["shard"] for s in shards if s["errored"] or s.get("retry_cut")]
         cut = sum(s.get("retry_cut", 0) for s in shards)
         if errored:
+            from hpoc.runtime.failfast import objective_fix
+
             among = f" ({cut} cut short in their retry)" if cut else ""
-            steps.append(f"{sum(s['errored'] for s in shards) + cut} errored trial(s){among}: once "
-                         "what made them fail is fixed, " + _retry_command(status, errored, target)
-                         + " runs only those again (finished trials are kept)")
+            # no trial reported the objective: the spec's objective may be the fix
+            unreported = next(filter(None, (objective_fix(s.get("no_success_why") or "") for s in shards)), None)
+            steps.append(f"{sum(s['errored'] for s in shards) + cut} errored trial(s){among}: "
+                         + (f"{unreported}; then " if unreported else "once what made them fail is fixed, ")
+                         + _retry_command(status, errored, target) + " runs only those again (finished "
+                         "trials are kept)")
     return steps
 
 

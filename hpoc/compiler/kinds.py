@@ -146,6 +146,18 @@ def boolean(v: A.Value) -> bool:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The escapes a Windows path makes of its backslashes: `"C:\results"` holds a carriage return.
+_ESCAPES = {"\t": ("t", "a tab"), "\n": ("n", "a newline"), "\r": ("r", "a carriage return"),
+            "\b": ("b", "a backspace"), "\f": ("f", "a form feed")}
+
+
+def _escape_help(ch: str, v: A.String) -> str | None:
+    span = v.span  # an escape is two characters of source for one of value; a tab may be typed
+    typed = span is not None and span.line == span.end_line and span.end_col - span.col - 2 == len(v.value)
+    if ch not in _ESCAPES or typed:
+        return None
+    letter, what = _ESCAPES[ch]
+    return f"`\\{letter}` in a string is an escape ({what}): write a path with `/`, or each `\\` as `\\\\`"
 
 
 def string(pattern: str | None = None, what: str = "", single_line: bool = True, blank: bool = True,
@@ -158,8 +170,8 @@ def string(pattern: str | None = None, what: str = "", single_line: bool = True,
     def conv(v: A.Value) -> str:
         if not isinstance(v, A.String):
             raise _wrong(v, "a string")
-        if single_line and _CONTROL.search(v.value):
-            raise Invalid("must be one line without control characters", None, v)
+        if single_line and (bad := _CONTROL.search(v.value)):
+            raise Invalid("must be one line without control characters", _escape_help(bad.group(0), v), v)
         if not blank and not v.value.strip():
             raise Invalid("must not be empty", "leave the setting out to use the default", v)
         if max_len is not None and len(v.value) > max_len:

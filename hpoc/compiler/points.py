@@ -47,18 +47,24 @@ def check_points(ch: Checker, points: list[Any], space: Space, node: A.Value | N
             if p is None:
                 if key in space.invalid:  # its domain's error is reported: the name is not unknown
                     continue
+                # `lr` for `optimizer.lr`: a group's parameter by its own name
+                grouped = next((n for n in by_name if n.endswith("." + key)), None)
+                group, _, leaf = (grouped or "").rpartition(".")
                 ch.error(UNKNOWN, f"{WHAT} sets `{key}`, which is not a searched parameter", kspan,
-                         help=did_you_mean(key, by_name))  # fmt: skip
+                         help=f"did you mean `{grouped}`? (`{{ {grouped} = ... }}`, or `{{ {group} = {{ {leaf} = "
+                              "... } }`)" if grouped else did_you_mean(key, by_name))  # fmt: skip
                 continue
             _value(ch, p, value, (vnode.span if vnode is not None else None) or kspan)
         active = _active(space, flat)
         for p in space.params:
             if p.name in flat and p.condition is not None and p not in active:
                 _inactive(ch, p, flat, nodes.get(p.name, (where, None))[0])
-        for p in active:
-            if p.name not in flat:
-                ch.error(MISSING, f"an entry of {WHAT} has no value for `{p.name}`", where,
-                         help=f"add `{p.name} = ...`: a point sets every parameter that exists in it")  # fmt: skip
+        missing = [f"`{p.name}`" for p in active if p.name not in flat]
+        if missing:  # one error for the entry: they are all at its place
+            names = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
+            ch.error(MISSING, f"an entry of {WHAT} has no value for {names}", where,
+                     help=(f"add {missing[0][:-1]} = ...`" if len(missing) == 1 else "add them")
+                     + ": a point sets every parameter that exists in it")  # fmt: skip
         out.append(nest(flat))
     return out
 

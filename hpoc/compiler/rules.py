@@ -45,8 +45,8 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module, target_tree
 from hpoc.compiler.targets import check_step, function_step, without_execute
-from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, defines, hook_problems,
-                                         itwinai_strategy_calls, keeps_default, loader_workers,
+from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, class_constant, cuda_lines, defines,
+                                         hook_problems, itwinai_strategy_calls, keeps_default, loader_workers,
                                          model_config_reads, module_names, not_a_trainer, several_gpus,
                                          silent_loop, unread_optimizer_keys, unread_trainer_args, unrestored_loop)
 from hpoc.compiler.slurm import check_slurm
@@ -76,6 +76,7 @@ def cross_check(ch: Checker, out: dict[str, Any], found: dict[str, list[Any]], w
     # not read (not found, installed elsewhere, not parsed), what it reports is unknown.
     unread = ch.file.endswith((".yaml", ".yml")) and reports[1] is None
     _objective(ch, out, search_block, sched_block, found.get("objective", [None])[0], reports, unread)
+    _regression_accuracy(ch, out, reports, workdir)
     _stop_on_objective(ch, out)
     _objective_direction(ch, out)
     early_stop.stop_keys(ch, out, reports, unread)
@@ -174,6 +175,23 @@ def _objective(ch: Checker, out: dict[str, Any], search: Any, sched: Any, object
             help=did_you_mean(m["name"], (*T.DEFAULT_METRICS, *(reported or ())))
             or f"make sure the trainer reports `{m['name']}` every epoch",
         )  # fmt: skip
+
+
+def _regression_accuracy(ch: Checker, out: dict[str, Any], reports: Reports, workdir: str | None) -> None:
+    """`maximize val_accuracy` under `task = "regression"`: hpoc's loop scores accuracy for
+    classification only, so every trial failed at its first report."""
+    own, reported = reports
+    if own is not None or "val_accuracy" in (reported or ()):
+        return  # a loop of its own, or a module that reports it itself
+    target = trainer_target(out)
+    args = ((out.get("pipeline") or {}).get("trainer") or {}).get("args") or {}
+    task = args["task"] if "task" in args else class_constant(target, workdir, "task") if target else None
+    for i, m in enumerate(out["objective"]["metrics"]):
+        if m["name"] == "val_accuracy" and task == "regression":
+            ch.warn(WARN_METRIC, "metric `val_accuracy` is not reported for a regression trainer "
+                                 '(`task = "regression"`): hpoc\'s loop scores accuracy for classification only',
+                    ch.spans.get(f"objective.metrics.{i}"),
+                    help="use `objective minimize val_loss`, or report a metric of your own from `validation_step`")
 
 
 # Words of a metric's name that say which way it is better. A reversed objective runs the
@@ -548,35 +566,42 @@ def _config_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
     found = target_tree(target, workdir)  # where the class is defined (a package may re-export it)
     module = os.path.relpath(found[0], workdir) if found and workdir else \
         target.split(":", 1)[0].replace(".", "/") + ".py"
+    names = sorted({p["name"] for p in space["params"]} | set(space["constants"]))
     for key, line in reads.items():
         if key not in have:
             close = closest(key, sorted(have))  # the space's name misspelt, more likely than the code's
+            # `optimizer.lr` read as `config["lr"]` or `config["optimizer.lr"]`: a group nests it
+            grouped = next((n for n in names if "." in n and (n == key or n.endswith("." + key))), None)
+            nested = "".join(f'["{part}"]' for part in (grouped or "").split("."))
             ch.warn(WARN_CONFIG, f"the trainer reads `config[\"{key}\"]` ({module}:{line}), which `space` does "
                     "not set: trials that get there fail with a KeyError",
                     ch.spans.get("pipeline.trainer"),
-                    help=f"`space` sets `{close}`: rename it `{key}`, as the trainer reads it" if close
+                    help=f"`space` sets `{grouped}`, which a trial gets nested: read `config{nested}`" if grouped
+                    else f"`space` sets `{close}`: rename it `{key}`, as the trainer reads it" if close
                     else f"add `{key}` to `space`")
     _conditional_reads(ch, space, reads, target, workdir, module)
 
 
 def _unread_params(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
-    """A searched key an itwinai-style loop never reads (`batch-size` for `batch_size`): every
-    trial trained alike while the results ranked them by a value nothing read. Only for a
-    loop of its own whose module reads its config by key alone (hpoc's default loop and hooks
-    are told by HP816's other cases)."""
+    """A searched key the trainer never reads (`batch-size` for `batch_size` in an itwinai-style
+    loop, `act` searched while the hooks read `hidden` alone): every trial trained alike while
+    the results ranked them by a value nothing read. Only for a module that reads its config
+    by key alone."""
     target = trainer_target(out)
-    if not out["space"]["params"] or reported_by_loop(target, workdir) is None \
-            or config_used_whole(target, workdir) is not False:
+    if not out["space"]["params"] or config_used_whole(target, workdir) is not False:
         return
     found = module_names(target, workdir, compat=True)
     if not found:
         return
     module, named = found
-    known = set(named) | set(TRAINER_ARGS) | set(OPTIMIZER_READS)  # what hpoc's runtime reads too
+    # what hpoc's runtime reads too: the loop's counts, the default optimizer (a name or a group)
+    known = set(named) | set(TRAINER_ARGS) | set(OPTIMIZER_READS) | {"optimizer"}
+    # a condition's parameter decides which others a trial has (`reg` for `dropout`)
+    known |= {p["condition"]["param"].split(".")[0] for p in out["space"]["params"] if p.get("condition")}
     for i, p in enumerate(out["space"]["params"]):
         top = p["name"].split(".")[0]
-        if top in known:
-            continue
+        if top in known or (p["name"] not in T.MODEL_WORDS and T.key_home(p["name"]) in T.RUN_SECTIONS):
+            continue  # a setting of another section: _settings_in_space says where it belongs
         reads = sorted((config_keys_read(target, workdir) or {}).keys() | {"batch_size", "epochs"})
         ch.warn(WARN_UNREAD, f"the trainer never reads the searched `{top}`: its module ({module}) never names "
                              "it, so every trial trains alike whatever its value", ch.spans.get(f"space.params.{i}"),

@@ -553,10 +553,11 @@ def _resolve_conditions(ch: Checker, space: Space) -> None:
         if target is None and any(n in space.invalid for n in names):
             continue  # its domain's error is reported: the parameter is not unknown
         if target is None:
+            others = [n for n in categorical if n != p.name]  # not the parameter under the condition
             ch.error(
                 CONDITION, f"condition on unknown parameter `{c.param}`", c.param_span,
-                help=did_you_mean(c.param, categorical)
-                or (f"conditions can test {one_of(categorical)}" if categorical else "add a `choice` parameter to test"),
+                help=did_you_mean(c.param, others)
+                or (f"conditions can test {one_of(others)}" if others else "add a `choice` parameter to test"),
             )  # fmt: skip
             continue
         parent = by_name.get(target)

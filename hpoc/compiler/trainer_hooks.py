@@ -577,6 +577,16 @@ def defines(target: str, workdir: str | None, name: str) -> str | None:
     return trainer[2].name if trainer is not None and name in trainer[3] else None
 
 
+def class_constant(target: str, workdir: str | None, name: str) -> Any:
+    """The literal the trainer `target`'s classes (all in its module) set `name` to as a class
+    attribute (`task = "regression"`), else None."""
+    trainer = _trainer(target, workdir)
+    item = trainer[3].get(name) if trainer is not None else None
+    if isinstance(item, (ast.Assign, ast.AnnAssign)) and isinstance(item.value, ast.Constant):
+        return item.value.value
+    return None
+
+
 def keeps_default(target: str, workdir: str | None, names: tuple[str, ...]) -> bool:
     """Whether the trainer `target` surely keeps hpoc.Trainer's own `names` (defines none of
     them in its classes, all in its module)."""

@@ -109,7 +109,23 @@ def unexpected_char(text: str, file: str, exc: Any) -> NoReturn:
         if expected:
             msg += f", expected {expected}"
         number = re.match(r"\+(\d[\w.]*)", text[exc.pos_in_stream:]) if ch == "+" else None
-        if number:
+        # `src/train:Net`, `src/train.py:Net`: a module's file by its path from the spec
+        start = re.search(r"[\w/.]*$", text[: exc.pos_in_stream]).start()  # type: ignore[union-attr]
+        path = re.match(r"((?:\w+/)+\w+?)(?:\.py)?(:\w+)(?![\w/.])", text[start:]) if ch == "/" else None
+        line_start = text.rfind("\n", 0, exc.pos_in_stream) + 1  # `batch-size = ...`, as YAML spells it
+        key = re.match(r"[ \t]*([A-Za-z_][\w.]*(?:-[\w.]+)+)[ \t]*=(?!=)", text[line_start:]) if ch == "-" else None
+        if text.startswith(("//", "/*"), exc.pos_in_stream):  # C's and JSON5's comments
+            help = "comments start with `#`"
+        elif key:
+            help = (f"names are letters, digits and `_`: write `{key[1].replace('-', '_')}`, or quote the key: "
+                    f'`"{key[1]}"`')
+        elif ch == "-" and (word := re.search(r"[=(,\[][ \t]*([A-Za-z_]\w*)$", text[: exc.pos_in_stream])):
+            whole = word[1] + re.match(r"[\w-]*", text[exc.pos_in_stream:]).group(0)  # type: ignore[union-attr]
+            help = f'a bare word is letters, digits and `_`: quote it, `"{whole}"`'  # `act = leaky-relu`
+        elif path:
+            help = (f"write `{path[1].replace('/', '.')}{path[2]}`: a module is named as Python imports it, "
+                    "from the spec's directory")
+        elif number:
             help = f"write `{number.group(1)}`: numbers take no `+`"
         elif ch in "*/+" and re.search(r"[\w.)]\s*$", text[: exc.pos_in_stream]):
             help = "values are literals, not expressions: write the result"
@@ -336,6 +352,11 @@ def _token_help(text: str, tok: Any, expected: set[str]) -> str | None:
         return f"a section takes no `=`: write `{head} {{ ... }}`"
     if tok.type == "EQUAL" and "_EQEQ" in expected:
         return "compare with `==`"
+    if tok.type == "EQUAL" and text[: tok.start_pos].endswith("="):  # `epochs == 4`
+        return "a setting is `key = value`, with one `=` (`==` compares, after `if`)"
+    if tok.type == "LSQB" and "LPAR" in expected and (name := re.search(r"([A-Za-z_]\w*)$", line)):
+        inner = re.match(r"[^\]\n]*", text[tok.end_pos:]).group(0).strip()  # type: ignore[union-attr]
+        return f"arguments go in parentheses: `{name[1]}({inner})`"  # `choice[32, 64]`
     if "_EQEQ" in expected:  # a condition written as Python tests a flag: `if use_bn {`, `if not use_bn`
         before = text[: tok.start_pos]
         if tok.type == "NAME" and re.search(r"\bif[ \t]+not[ \t]+$", before):
@@ -427,6 +448,10 @@ def _glued_suffix(text: str, offset: int) -> tuple[int, int, int, str, str] | No
             if "#" in before or before.count('"') % 2 or line_start + m.start() > offset:
                 continue
             if _VALID_GLUED.fullmatch(m.group(0).lstrip("-")):
+                if m.group(1).startswith("-") and not re.search(r"[eE]", m.group(1)):  # `-5m`: `-5`, then a key `m`
+                    what = "duration" if m.group(0)[-1] in "smhd" else "size"
+                    return (text.count("\n", 0, line_start) + 1, m.start() + 1, len(m.group(0)),
+                            f"a {what} cannot be negative: `{m.group(0)}`", f"write `{m.group(0)[1:]}`")
                 continue
             number, suffix = m.group(1), m.group(2)
             col, width = m.start(2) + 1, len(suffix)

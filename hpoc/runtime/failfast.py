@@ -188,13 +188,37 @@ def what_to_fix(plan: dict[str, Any] | None, where: str | None, text: str) -> st
     if said:
         return said
     line = summary_mod.error_line(text)
+    if unreported := objective_fix(line):
+        return unreported
+    step = to_fix(plan, where)
+    if step == "the trainer" and (shapes := _LINEAR_SHAPES.search(line)):
+        return (f"fix the trainer's model: a `Linear` layer (or a matmul) takes {shapes[2]} input features "
+                f"and gets {shapes[1]}; build it for the inputs it gets")
     if _dtype_mismatch(line):
         getter = (((plan or {}).get("pipeline") or {}).get("getter") or {}).get("target")
         data = f"the data of the getter `{getter}`" if getter else "the trainer's data"
         fix = "convert it in the getter" if getter else "convert it where the trainer loads it"
         return (f"{data} has a dtype the model does not take: {fix} (`.float()` for a tensor, "
                 "`astype(np.float32)` for an array; class labels `.long()`)")
-    return f"fix {to_fix(plan, where)}"
+    return f"fix {step}"
+
+
+def objective_fix(line: str) -> str | None:
+    """What to do about an error `line` saying that the trainer never reported the objective
+    (returns.require_objective's words), else None: the spec may be what names it wrong."""
+    missing = _MISSING_OBJECTIVE.search(line)
+    return (f"report {missing[1]} from the trainer (or name a metric it reports in the spec's "
+            "`objective` and run with --fresh: another objective is another plan)") if missing else None
+
+
+# torch's words for a `Linear` whose in_features are not the inputs' last dimension: the
+# inputs (batch x features) and the transposed weight (in_features x out_features).
+_LINEAR_SHAPES = re.compile(r"mat1 and mat2 shapes cannot be multiplied \(\d+x(\d+) and (\d+)x\d+\)")
+
+
+# A report without the objective: the spec may name a metric the trainer never reports
+# (`val_mse` for hpoc's `val_loss`), and a spec with another objective does not resume.
+_MISSING_OBJECTIVE = re.compile(r"but not (`[^`]+`(?:, `[^`]+`)*), the objective's metric")
 
 
 # torch's words for a batch whose dtype is not the model's (integer inputs: Long and Float)

@@ -9,6 +9,7 @@ no display needed.
 from __future__ import annotations
 
 import io
+import json
 import math
 import random
 from collections import Counter
@@ -47,6 +48,8 @@ CROWD_LINE, CROWD_BEST = "#7a9cc6", palette.OKABE_ITO["orange"]
 _LINE_COLOURS = tuple(palette.OKABE_ITO[c] for c in ("blue", "orange", "bluish green",
                                                       "reddish purple", "sky blue"))
 PALETTE = tuple(zip(_LINE_COLOURS * 3, ("o", "s", "^", "D", "v", "P", "<", ">", "p", "h", "d", "8")))
+# A conditional parameter a trial does not have; None is a value (`choice(relu, null)`).
+LACKS: Any = object()
 
 
 @dataclass
@@ -91,8 +94,8 @@ def params(results: Results) -> list[Param]:
     domains = {p["name"]: p for p in results.space()}
     out = []
     for name in param_names(results):
-        values = [v for v in (results.flat(t.config).get(name) for t in results.trials)
-                  if v is not None]
+        values = [v for v in (results.flat(t.config).get(name, LACKS) for t in results.trials)
+                  if v is not LACKS]
         spec = domains.get(name)
         if spec is not None:
             domain, args = spec.get("domain"), spec.get("args")  # a marker's: any shape
@@ -128,7 +131,7 @@ def _hashable(value: Any) -> Any:
 
 
 def _position(param: Param, value: Any) -> float | None:
-    if value is None:
+    if value is LACKS:
         return None
     if param.categorical:
         value = _hashable(value)
@@ -138,6 +141,9 @@ def _position(param: Param, value: Any) -> float | None:
 
 
 def _label(value: Any) -> str:
+    """As the table and the spec write it: `true`, `null`, not Python's `True`, `None`."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
@@ -315,7 +321,7 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
     for ax, param in zip(axes, plist):
         best_x = None
         for label, color in STATUS_COLORS.items():
-            pts = [(t, _position(param, results.flat(t.config).get(param.name)), v)
+            pts = [(t, _position(param, results.flat(t.config).get(param.name, LACKS)), v)
                    for t, v in scored if status_label(t) == label]
             pts = [(t, x, y) for t, x, y in pts if x is not None]
             if not pts:
@@ -417,7 +423,7 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
 
     columns: list[tuple[str, list[float], list[tuple[float, str]]]] = []
     for param in plist:
-        raw = [_position(param, results.flat(t.config).get(param.name)) for t, _ in scored]
+        raw = [_position(param, results.flat(t.config).get(param.name, LACKS)) for t, _ in scored]
         if param.categorical:
             n = max(1, len(param.categories) - 1)
             norm = [None if r is None else r / n for r in raw]

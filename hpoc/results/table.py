@@ -52,9 +52,14 @@ def rows(results: Results, ranking: Ranking,
         row = [str(i), trial.trial_id] + ([str(trial.shard)] if results.sharded else [])
         row += [status_label(trial), epochs_cell(results, trial)]
         row += [_metric_cell(ranking, trial, m) for m in metrics]
-        row += [fmt(flat.get(p)) for p in params]
+        row += [param_cell(flat, p) for p in params]
         body.append(row)
     return header, body
+
+
+def param_cell(flat: dict[str, Any], name: str) -> str:
+    """`-` for a conditional parameter the trial lacks; `null` for a value of `null`."""
+    return "null" if name in flat and flat[name] is None else fmt(flat.get(name))
 
 
 def _metric_cell(ranking: Ranking, trial: Trial, metric: str) -> str:

@@ -1,0 +1,71 @@
+"""How the table, the exports and the report's plots show the values a space can hold: a
+`choice` with `null` among its values, strings beyond ASCII. Hand-made studies, no Ray."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from hpoc.results import export, rank, table
+from hpoc.results import plots as P
+from hpoc.results.model import Metric, Results, Trial
+
+SPACE = {"params": [
+    {"name": "act", "domain": "choice", "args": {"categories": ["relu", "tanh", None]},
+     "condition": None},
+    {"name": "opt", "domain": "choice", "args": {"categories": ["adam", "sgd"]}, "condition": None},
+    {"name": "momentum", "domain": "uniform", "args": {"lower": 0.5, "upper": 0.9},
+     "condition": {"parent": "opt", "values": ["sgd"]}}]}
+
+
+def null_study() -> Results:
+    """Trials 0 and 1 have `act = null` (trial 0 is the best); only trial 2 has momentum."""
+    configs = [{"act": None, "opt": "adam"}, {"act": None, "opt": "adam"},
+               {"act": "relu", "opt": "sgd", "momentum": 0.7}, {"act": "tanh", "opt": "adam"}]
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED", config,
+                    [{"training_iteration": 1, "val_loss": 0.1 + i / 10}])
+              for i, config in enumerate(configs)]
+    return Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [],
+                   plan={"space": SPACE})
+
+
+def test_a_null_value_is_shown_as_null_not_as_a_parameter_the_trial_lacks():
+    results = null_study()
+    header, body = table.rows(results, rank(results))
+    act, momentum = header.index("act"), header.index("momentum")
+    assert [row[act] for row in body] == ["null", "null", "relu", "tanh"]
+    assert [row[momentum] for row in body] == ["-", "-", "0.7", "-"]
+
+
+def test_the_csv_tells_a_null_value_from_a_parameter_the_trial_lacks():
+    results = null_study()
+    rows = list(csv.DictReader(io.StringIO(export.to_csv(results, rank(results)))))
+    assert [r["config/act"] for r in rows] == ["null", "null", "relu", "tanh"]
+    assert [r["config/momentum"] for r in rows] == ["", "", "0.7", ""]
+
+
+def test_trials_whose_value_is_null_have_their_dots_and_the_best_its_star():
+    """`act = choice(relu, tanh, null)`: the trials with null had no dot (the best one's star
+    was missing from the panel), as if they lacked the parameter."""
+    results = null_study()
+    ranking = rank(results)
+    fig = P.objective_vs_params_figure(results, ranking)
+    (ax,) = [a for a in fig.axes if a.get_xlabel() == "act"]
+    dots = [c for c in ax.collections if c.get_label() != "best"]
+    assert sum(len(c.get_offsets()) for c in dots) == 4
+    (star,) = [c for c in ax.collections if c.get_label() == "best"]
+    assert round(star.get_offsets()[0][0]) == 2  # the null category's place on the axis
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["relu", "tanh", "null"]
+
+
+def test_parallel_coordinates_put_a_null_value_on_its_category_not_below_the_axis():
+    results = null_study()
+    fig = P.parallel_coordinates_figure(results, rank(results))
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    (lines,) = ax.collections
+    act = [seg[0][1] for seg in lines.get_segments()]  # each line's point on the first axis
+    assert min(act) == 0.0 and max(act) == 1.0 and P.ABSENT not in act
+    assert "null" in texts and texts.count("(absent)") == 1  # momentum's, not act's

@@ -255,6 +255,25 @@ def test_log_axis_within_one_decade_has_readable_labels():
     assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
 
 
+def test_log_axis_over_two_decades_of_small_values_has_readable_labels():
+    """lr from 1.1e-05 to 0.0011 (a loguniform(1e-5, 1e-1) study's trials): 1-2-5 labels ran
+    `5e-05` into `0.0001` and `0.0005` into `0.001`."""
+    space = {"params": [{"name": "lr", "domain": "loguniform",
+                         "args": {"lower": 1e-5, "upper": 0.1}, "condition": None}]}
+    lrs = [1.138e-05, 3.77e-05, 0.000213, 0.000347, 0.00038, 0.000622, 0.001115]
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED", {"lr": lr},
+                    [{"training_iteration": 1, "val_loss": 1.0 + i / 10}]) for i, lr in enumerate(lrs)]
+    results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [], plan={"space": space})
+    fig = P.objective_vs_params_figure(results, rank(results))
+    renderer = drawn(fig)
+    (ax,) = [a for a in fig.axes if a.get_xlabel().startswith("lr")]
+    lo, hi = ax.get_xlim()
+    boxes = sorted((t.get_window_extent(renderer) for t, x in zip(ax.get_xticklabels(), ax.get_xticks())
+                    if t.get_text() and t.get_visible() and lo <= x <= hi), key=lambda b: b.x0)
+    assert len(boxes) >= 3  # the axis is still read: a label per decade at least
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
+
+
 def test_the_title_of_one_parameters_panel_fits_its_figure():
     """One hyperparameter makes a third of the page wide figure: its title was cut at both ends."""
     results = narrow_lr()

@@ -149,16 +149,23 @@ def _label(value: Any) -> str:
     return str(value)
 
 
+# A log axis's label steps, richest first, and the labels a third of the page holds.
+LOG_STEPS = ((1.0, 2.0, 5.0), (1.0, 3.0), (1.0,))
+MAX_LOG_LABELS = 5
+
+
 def _log_axis(axis: Any, set_scale: Any) -> None:
     """Log scale with plain labels and unlabelled minor ticks (matplotlib's default labels
-    every minor tick of a short range, and they overlap). Labels at 1-2-5 steps over two
-    decades at most: over three, a panel's width ran 0.0001, 0.0002, 0.0005 into each other."""
+    every minor tick of a short range, and they overlap). Labels at 1-2-5 steps, else 1-3,
+    else decades: the richest that gives MAX_LOG_LABELS at most (two decades of 1-2-5 ran
+    5e-05 into 0.0001 and 0.0005 into 0.001 over a panel's width)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     set_scale("log")
     lo, hi = axis.get_data_interval()
     decades = math.log10(hi / lo) if 0 < lo < hi else 0.0
-    subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0,)
+    subs = next((s for s in LOG_STEPS if _log_labels(lo, hi, s) <= MAX_LOG_LABELS), LOG_STEPS[-1]) \
+        if decades > 0 else LOG_STEPS[0]
     if 0 < decades < 1:
         # Under a decade, 1-2-5 leaves one tick at most, and matplotlib then falls back to a
         # linear tick every 0.00025 (0.0015, 0.00175, ... ran into each other): a few instead.
@@ -167,6 +174,14 @@ def _log_axis(axis: Any, set_scale: Any) -> None:
         axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
+
+
+def _log_labels(lo: float, hi: float, subs: tuple[float, ...]) -> int:
+    """The labels at `subs` steps between lo and hi, and the margin the axis adds (5% a side)."""
+    pad = (hi / lo) ** 0.05
+    lo, hi = lo / pad, hi * pad
+    return sum(lo <= s * 10.0 ** e <= hi for e in range(math.floor(math.log10(lo)),
+                                                        math.ceil(math.log10(hi)) + 1) for s in subs)
 
 
 # ---------------------------------------------------------------- learning curves

@@ -8,7 +8,7 @@ import io
 import json
 from pathlib import Path
 
-from hpoc.results import export, rank, table
+from hpoc.results import export, load, rank, table
 from hpoc.results import plots as P
 from hpoc.results.model import Metric, Results, Trial
 
@@ -69,3 +69,31 @@ def test_parallel_coordinates_put_a_null_value_on_its_category_not_below_the_axi
     act = [seg[0][1] for seg in lines.get_segments()]  # each line's point on the first axis
     assert min(act) == 0.0 and max(act) == 1.0 and P.ABSENT not in act
     assert "null" in texts and texts.count("(absent)") == 1  # momentum's, not act's
+
+
+def test_the_best_config_shows_text_as_written_not_as_json_escapes(tmp_path, capsys):
+    """`choice("α", "βeta ü")`: the best block's JSON and `hpoc status` showed "\\u03b1"."""
+    from hpoc.cli import main
+
+    from results_dirs import summary, trial_dir
+
+    exp = tmp_path / "s"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1, "name": "βeta ü"}, [{"val_loss": 0.5}])
+    summary(exp, "s", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"}])
+    results = load(exp)
+    text = table.render_best(results, rank(results))
+    assert '"name": "βeta ü"' in text and "\\u" not in text
+    assert main(["status", str(exp)]) == 0
+    out = capsys.readouterr().out
+    assert '"name": "βeta ü"' in out and "\\u" not in out
+
+
+def test_the_runs_own_last_lines_show_the_best_config_as_written():
+    from hpoc.runtime.summary import describe_best
+
+    best = {"trial_id": "aaaaa_00000", "epochs": 1, "config": {"name": "βeta ü"},
+            "metrics": {"val_loss": 0.5}}
+    text = describe_best({"study": "s", "shard": 0, "num_trials": 1, "wall_s": 1.0,
+                          "status_counts": {"TERMINATED": 1}, "best": best,
+                          "metrics": [{"name": "val_loss", "mode": "min"}]})
+    assert '"name": "βeta ü"' in text

@@ -726,7 +726,7 @@ def render(status: dict[str, Any], every: bool = False, words: dict[str, str] | 
     if best:
         lines.append(f"best so far: trial {best['trial_id']} (shard {best['shard']}) "
                      f"{metric}={best['value']:.4g} after {best['epochs']} epoch(s)")
-        lines.append("  config: " + json.dumps(best["config"], sort_keys=True))
+        lines.append("  config: " + json.dumps(best["config"], sort_keys=True, ensure_ascii=False))
     if status["journal"]:
         j = status["journal"]
         per = ", ".join(f"shard {k}: {n}" for k, n in j["per_shard"].items())

@@ -274,7 +274,7 @@ def _errors(ranking: Ranking) -> str:
     for error, trials in groups.items():
         first = trials[0]
         detail = first.error_text or first.error or "no message kept"
-        config = escape(json.dumps(first.config, sort_keys=True))
+        config = escape(json.dumps(first.config, sort_keys=True, ensure_ascii=False))
         if len(trials) == 1:
             head, about = f"<code>{escape(first.trial_id)}</code>", f"config: <code>{config}</code>"
         else:

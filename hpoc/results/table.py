@@ -24,7 +24,7 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (list, dict)):
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return str(value)
 
 
@@ -163,7 +163,7 @@ def render_best(results: Results, ranking: Ranking) -> str:
         lines.append(f"  directory: {best.path}")
     config = ranking.config(best)
     lines += schedule_lines(results, ranking, best)
-    lines += ["", "config (JSON):", json.dumps(config, indent=2, sort_keys=True), "",
+    lines += ["", "config (JSON):", json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False), "",
               "config (key = value):"]
     # .hpo syntax, not JSON: a dict value pastes as `{ a = 1 }` (JSON's `{"a": 1}` does not parse)
     lines += [f"  {_setting(k, v)}" for k, v in sorted(results.flat(config).items())]
@@ -191,7 +191,7 @@ def schedule_lines(results: Results, ranking: Ranking, trial: Trial) -> list[str
              f"checkpoints); the config below is the one epoch {epoch} was trained with:"]
     for (first, last, _), flat in zip(spans, flats):
         epochs = f"epoch {first}" if first == last else f"epochs {first}-{last}"
-        changed = ", ".join(f"{k}={json.dumps(flat.get(k))}" for k in keys)
+        changed = ", ".join(f"{k}={json.dumps(flat.get(k), ensure_ascii=False)}" for k in keys)
         lines.append(f"    {epochs}: {changed}")
     lines.append("  (retraining from scratch with one fixed config is not what produced this result)")
     return lines

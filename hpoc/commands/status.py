@@ -361,6 +361,11 @@ def gather_dir(exp: Path) -> dict[str, Any]:
     shards = [_shard(s.index, s.path, by_shard.get(s.index, []), None,
                      shares[s.index] if shares and s.index < len(shares) else None, metric, s.marker)
               for s in results.shards]
+    found = {s.index for s in results.shards}  # the recorded plan's shards with no run yet too
+    shards += [_shard(k, results.root / f"shard-{k}", [], None,
+                      shares[k] if shares and k < len(shares) else None, metric, None)
+               for k in range(results.planned_shards or 0) if k not in found]
+    shards.sort(key=lambda s: s["shard"])
     return _dir_status(results.study, results.plan_hash, results.root, shards, results.trials, metric,
                        results.warnings, total, search, shared)
 

@@ -223,7 +223,11 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         shards.append(Shard(index, path, complete, len(found),
                             summary.get("wall_s") if complete else None, run=running, marker=recorded,
                             began=began))
-    warnings.extend(_alike(root, said))
+    planned = _planned_shards(plan, shards, shard_dirs, root)
+    for k in sorted(set(range(planned)) - {i for i, _ in shard_dirs}):  # no directory: said as above
+        said.append((k, f"shard {k}: {root / f'shard-{k}'} does not exist yet (not started?)",
+                     "no directory yet (not started?)"))
+    warnings.extend(_alike(root, sorted(said, key=lambda s: s[0])))
     ended[:0] = [endings[0][1]] if len(shard_dirs) == 1 and endings else summary_endings(endings)
     other_plan = others[0] + (f" (and {len(others) - 1} more shard(s))" if len(others) > 1 else "") \
         if others else None
@@ -248,7 +252,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                       warnings=warnings,
                       plan_hash=plan_hash, other_plan=other_plan, ran_in=ran_in,
                       extended=next((marker.grown_words(g, plan) for g in grown if g), None), ended=ended,
-                      budget_s=max(budgets) if budgets and all(budgets) else None)
+                      budget_s=max(budgets) if budgets and all(budgets) else None,
+                      planned_shards=planned)
     for trial in trials:
         trial.stopped_early = (trial.status == "TERMINATED" and results.max_epochs is not None
                                and 0 < trial.epochs < results.max_epochs)
@@ -305,6 +310,19 @@ def _recorded(recorded: Any, *path: str) -> Any:
     for key in path:
         recorded = recorded.get(key) if isinstance(recorded, dict) else None
     return recorded
+
+
+def _planned_shards(plan: dict | None, shards: list[Shard], shard_dirs: list[tuple[int, Path]],
+                    root: Path) -> int:
+    """The study's shards: the plan's; read without one, as many as its runs recorded in
+    their markers, so that a shard that never started (no directory) is said, as with the
+    plan, rather than the study taken for one of the shards found."""
+    if plan is not None:
+        return int(plan["shards"]["count"])
+    if any(path == root for _, path in shard_dirs):  # a study of one shard, or one given alone
+        return len(shard_dirs)
+    counts = [n for s in shards if isinstance(n := _recorded(s.marker, "body", "shards", "count"), int)]
+    return max([len(shard_dirs), *counts])
 
 
 def _recorded_plan(shards: list[Shard]) -> dict | None:

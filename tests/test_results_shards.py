@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from hpoc.cli import main
+from hpoc.plan import dumps
 
 from results_dirs import summary, trial_dir
 from results_fixtures import make_plan
@@ -52,3 +53,24 @@ def test_a_shard_that_never_started_is_said_without_the_plan(tmp_path, capsys):
     assert code == 0, err
     assert "across 2 of 3 shards" in out, out
     assert "shard 2:" in err and "not started" in err, err
+
+
+def test_shards_that_ran_different_plans_are_said_without_the_plan(tmp_path, capsys):
+    """Shard 1 ran after the spec's space changed: read from the experiment directory, the
+    two searches' trials were ranked as one study's, without a word."""
+    other = make_plan(tmp_path / "results", "arr", shards=2)
+    other["space"]["params"][3]["args"]["upper"] = 0.9  # dropout = uniform(0, 0.9)
+    other = json.loads(dumps({k: v for k, v in other.items() if k != "content_hash"}))
+    root = sharded_run(tmp_path / "results", 2, ran=[0, 1], plans={1: other})
+    code, out, err = run(capsys, "results", root)
+    assert code == 0, err
+    assert "shard 1 ran another plan than shard 0 (the plans differ in `space`)" in err, err
+    code, out, err = run(capsys, "status", root)
+    assert code == 0, err
+    assert "warning: " in out and "shard 1 ran another plan than shard 0" in out, out
+
+
+def test_shards_of_one_plan_are_not_said_to_differ(tmp_path, capsys):
+    root = sharded_run(tmp_path / "results", 2, ran=[0, 1])
+    code, out, err = run(capsys, "results", root)
+    assert code == 0 and "another plan" not in err, err

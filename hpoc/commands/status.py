@@ -367,7 +367,7 @@ def gather_dir(exp: Path) -> dict[str, Any]:
                for k in range(results.planned_shards or 0) if k not in found]
     shards.sort(key=lambda s: s["shard"])
     return _dir_status(results.study, results.plan_hash, results.root, shards, results.trials, metric,
-                       results.warnings, total, search, shared)
+                       results.warnings, total, search, shared, results.mixed_plans)
 
 
 def _recorded_budget(results: Any) -> tuple[int | None, list[int | None] | None, str | None, bool]:
@@ -387,7 +387,7 @@ def _recorded_budget(results: Any) -> tuple[int | None, list[int | None] | None,
 def _dir_status(study: str, plan_hash: str | None, storage: Path, shards: list[dict[str, Any]],
                 trials: list[Any], metric: dict[str, str] | None, warnings: list[str],
                 total: int | None = None, search: str | None = None,
-                shared: bool = False) -> dict[str, Any]:
+                shared: bool = False, mixed: str | None = None) -> dict[str, Any]:
     totals = {key: sum(s[key] for s in shards) for key in COUNTS}
     if shared and total is not None and any(s["state"] != "finished" for s in shards):
         totals["pending"] += max(0, total - len(trials))  # shards share it: not counted per shard
@@ -398,6 +398,7 @@ def _dir_status(study: str, plan_hash: str | None, storage: Path, shards: list[d
         "trials": len(trials), "best": _best(trials, metric), "journal": None,
         "warnings": list(warnings), "state": _overall([s["state"] for s in shards]),
         "spec_unknown": True,  # `hpoc run` takes a spec or plan, not this directory
+        "mixed_plans": mixed,
     }
 
 
@@ -661,6 +662,8 @@ def render(status: dict[str, Any], every: bool = False, words: dict[str, str] | 
              f"storage: {status['storage']}"]
     if status.get("other_plan"):  # another spec with this storage ran there: its trials follow
         lines.append(f"warning: {status['other_plan']}")
+    if status.get("mixed_plans"):  # shards of two searches, read without a plan
+        lines.append(f"warning: {status['mixed_plans']}")
     if status.get("edited_spec"):
         lines.append(f"warning: {status['edited_spec']}")
     if status.get("compiled_elsewhere"):  # "not started" may be a copy's storage it cannot see

@@ -231,8 +231,9 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
     ended[:0] = [endings[0][1]] if len(shard_dirs) == 1 and endings else summary_endings(endings)
     other_plan = others[0] + (f" (and {len(others) - 1} more shard(s))" if len(others) > 1 else "") \
         if others else None
-    if other_plan:
-        warnings.insert(0, other_plan)
+    mixed = _mixed_plans(root, shards) if plan is None else None  # with the plan: other_plan says
+    if other_plan or mixed:
+        warnings.insert(0, other_plan or mixed)
     if not trials:
         where = ", ".join(str(p) for _, p in shard_dirs)
         runs = [s.run.describe() for s in shards if s.run is not None]
@@ -253,7 +254,7 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                       plan_hash=plan_hash, other_plan=other_plan, ran_in=ran_in,
                       extended=next((marker.grown_words(g, plan) for g in grown if g), None), ended=ended,
                       budget_s=max(budgets) if budgets and all(budgets) else None,
-                      planned_shards=planned)
+                      planned_shards=planned, mixed_plans=mixed)
     for trial in trials:
         trial.stopped_early = (trial.status == "TERMINATED" and results.max_epochs is not None
                                and 0 < trial.epochs < results.max_epochs)
@@ -310,6 +311,29 @@ def _recorded(recorded: Any, *path: str) -> Any:
     for key in path:
         recorded = recorded.get(key) if isinstance(recorded, dict) else None
     return recorded
+
+
+def _mixed_plans(root: Path, shards: list[Shard]) -> str | None:
+    """Read without a plan: shards whose runs recorded different plans (a spec edited between
+    a job array's tasks) hold two searches, which nothing tells apart but this."""
+    from hpoc.runtime import marker
+    from hpoc.runtime.shards import index_ranges
+
+    ran = [(s.index, s.marker) for s in shards if isinstance(s.marker, dict) and "run_hash" in s.marker]
+    if len(ran) < 2:
+        return None
+    first, reference = ran[0]
+    differ: dict[tuple[str, ...], list[int]] = {}
+    for k, recorded in ran[1:]:
+        if parts := marker.differences(recorded, reference):  # [] : a marker too old to tell
+            differ.setdefault(tuple(parts), []).append(k)
+    if not differ:
+        return None
+    said = "; ".join(f"shard{'s' * (len(ks) > 1)} {index_ranges(ks, ', ')} ran another plan than "
+                     f"shard {first} (the plans differ in {', '.join(f'`{p}`' for p in parts)})"
+                     for parts, ks in differ.items())
+    return (f"{root}: {said}: their trials are ranked together; pass the study's spec or build "
+            "directory to be told which shards ran it")
 
 
 def _planned_shards(plan: dict | None, shards: list[Shard], shard_dirs: list[tuple[int, Path]],

@@ -174,6 +174,7 @@ class Results:
     budget_s: float | None = None   # the time budget that ended every shard's run, if one did
     started: float | None = None    # when a selection of a study: when the whole study began
     planned_shards: int | None = None  # the plan's shards, or those its runs recorded (no plan)
+    mixed_plans: str | None = None  # read without a plan: which shards ran another plan, if any
     _names: tuple | None = field(default=None, repr=False, compare=False)
 
     @property

@@ -351,8 +351,9 @@ def gather_dir(exp: Path) -> dict[str, Any]:
     try:
         results = load(exp)
     except ResultsError as exc:
-        if _unstarted(exp):  # nothing there for `load` to read yet
-            return _dir_status(exp.absolute().name, None, exp, [_shard(0, exp, [], None, None, None)], [], None, [])
+        one = _lone_study(exp)  # `results/`, holding the one study `load` found no trial in
+        if _unstarted(one):  # nothing there for `load` to read yet
+            return _dir_status(one.absolute().name, None, one, [_shard(0, one, [], None, None, None)], [], None, [])
         raise HpocError(str(exc)) from None
     primary = results.primary
     metric = {"name": primary.name, "mode": primary.mode} if primary else None
@@ -402,14 +403,29 @@ def _dir_status(study: str, plan_hash: str | None, storage: Path, shards: list[d
     }
 
 
-def _unstarted(exp: Path) -> bool:
-    """An experiment directory made for a study (by hand, or a run that never began) that
-    holds nothing yet, or only a run's lock (and its driver's view of trials not begun)."""
-    from hpoc.files import LIVE
-    from hpoc.runtime.runlock import LOCK
+def _lone_study(path: Path) -> Path:
+    """The experiment directory `load` reads for `path` (it, or the one study below it)."""
+    from hpoc.results.model import ResultsError
+    from hpoc.results.source import study_dir
 
     try:
-        return exp.is_dir() and {p.name for p in exp.iterdir()} <= {LOCK, LIVE}
+        return study_dir(path, [])
+    except (ResultsError, OSError):
+        return path
+
+
+def _unstarted(exp: Path) -> bool:
+    """An experiment directory made for a study (by hand, or a run that never began, or was
+    killed before its first trial) that holds nothing of a trial yet: at most a run's lock
+    (and its driver's view of trials not begun), its plan marker, and the files Ray writes
+    as its Tuner is made."""
+    from hpoc.files import LIVE
+    from hpoc.runtime.marker import PLAN_MARKER
+    from hpoc.runtime.runlock import LOCK
+
+    before_trials = {LOCK, LIVE, PLAN_MARKER, "tuner.pkl", ".validate_storage_marker"}
+    try:
+        return exp.is_dir() and {p.name for p in exp.iterdir()} <= before_trials
     except OSError:
         return False
 

@@ -89,12 +89,13 @@ class Param:
     categories: list[Any]
 
 
-def params(results: Results) -> list[Param]:
-    """Searched hyperparameters with how to draw them (log axis, categories)."""
+def params(results: Results, configs: dict[int, dict[str, Any]]) -> list[Param]:
+    """Searched hyperparameters with how to draw them (log axis, categories), from the
+    trials' `configs` (flat_configs)."""
     domains = {p["name"]: p for p in results.space()}
     out = []
     for name in param_names(results):
-        values = [v for v in (results.flat(t.config).get(name, LACKS) for t in results.trials)
+        values = [v for v in (configs[id(t)].get(name, LACKS) for t in results.trials)
                   if v is not LACKS]
         spec = domains.get(name)
         if spec is not None:
@@ -124,6 +125,12 @@ def params(results: Results) -> list[Param]:
 def named(results: Results, trial: Trial) -> str:
     """A trial's id, with its shard where shards repeat ids (each numbers from 00000)."""
     return f"{trial.trial_id} (shard {trial.shard})" if results.sharded else trial.trial_id
+
+
+def flat_configs(results: Results, ranking: Ranking) -> dict[int, dict[str, Any]]:
+    """id(trial) -> the config of the report the ranking takes, by dotted names: PBT changes
+    a trial's config as it runs, and the table shows that report's, not the trial's last."""
+    return {id(t): results.flat(ranking.config(t)) for t in results.trials}
 
 
 def _hashable(value: Any) -> Any:
@@ -323,7 +330,8 @@ def _curve_legend(fig: Any, results: Results, best: Trial | None, best_color: An
 # ---------------------------------------------------------------- objective vs params
 
 def objective_vs_params_figure(results: Results, ranking: Ranking):
-    plist = params(results)
+    configs = flat_configs(results, ranking)
+    plist = params(results, configs)
     scored = [(t, ranking.value(t)) for t in results.trials]
     scored = [(t, v) for t, v in scored if v is not None]
     if not plist or not scored or ranking.metric is None:
@@ -336,7 +344,7 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
     for ax, param in zip(axes, plist):
         best_x = None
         for label, color in STATUS_COLORS.items():
-            pts = [(t, _position(param, results.flat(t.config).get(param.name, LACKS)), v)
+            pts = [(t, _position(param, configs[id(t)].get(param.name, LACKS)), v)
                    for t, v in scored if status_label(t) == label]
             pts = [(t, x, y) for t, x, y in pts if x is not None]
             if not pts:
@@ -426,7 +434,8 @@ MAX_PARALLEL_AXES = 12
 
 
 def parallel_coordinates_figure(results: Results, ranking: Ranking):
-    every = params(results)
+    configs = flat_configs(results, ranking)
+    every = params(results, configs)
     plist = every[:MAX_PARALLEL_AXES]
     scored = [(t, ranking.value(t)) for t in results.trials]
     scored = [(t, v) for t, v in scored if v is not None]
@@ -438,7 +447,7 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
 
     columns: list[tuple[str, list[float], list[tuple[float, str]]]] = []
     for param in plist:
-        raw = [_position(param, results.flat(t.config).get(param.name, LACKS)) for t, _ in scored]
+        raw = [_position(param, configs[id(t)].get(param.name, LACKS)) for t, _ in scored]
         if param.categorical:
             n = max(1, len(param.categories) - 1)
             norm = [None if r is None else r / n for r in raw]

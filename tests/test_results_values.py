@@ -97,3 +97,15 @@ def test_the_runs_own_last_lines_show_the_best_config_as_written():
                           "status_counts": {"TERMINATED": 1}, "best": best,
                           "metrics": [{"name": "val_loss", "mode": "min"}]})
     assert '"name": "βeta ü"' in text
+
+
+def test_trials_that_reported_but_never_the_objective_are_counted_as_not_shown():
+    """A trainer that reported val_accuracy but not the objective in some trials: those had
+    no dot and no word, where NaN ones are counted in the title."""
+    results = null_study()
+    results.trials[1].history = [{"training_iteration": 1, "val_accuracy": 0.5}]
+    results.trials[2].history = [{"training_iteration": 1, "val_loss": float("nan")}]
+    results._names = None
+    fig = P.objective_vs_params_figure(results, rank(results))
+    title = fig._suptitle.get_text().replace("\n", " ")
+    assert "1 trial with a NaN or infinite val_loss and 1 that never reported it not shown" in title, title

@@ -383,11 +383,16 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
         handles.append(Line2D([], [], marker="*", markersize=15, color="gold", markeredgecolor="black",
                               linestyle="none", label="best"))
     _legend_below(fig, handles)
-    # A NaN or inf has no place on the axis: said, since such a trial is in no panel.
-    diverged = sum(1 for t in results.trials if ranking.value(t) is None
-                   and any(_not_finite(r.get(ranking.metric)) for r in t.history))
-    left_out = (f"; {diverged} trial{'s' * (diverged != 1)} with a NaN or infinite "
-                f"{ranking.metric} not shown") if diverged else ""
+    # A NaN or inf has no place on the axis, nor has a trial that reported other metrics
+    # only: said, since such a trial is in no panel (one yet to report is not: it will be).
+    unplaced = [t for t in results.trials if t.history and ranking.value(t) is None]
+    diverged = sum(1 for t in unplaced if any(_not_finite(r.get(ranking.metric)) for r in t.history))
+    never = len(unplaced) - diverged
+    parts = ([f"{diverged} trial{'s' * (diverged != 1)} with a NaN or infinite {ranking.metric}"]
+             if diverged else []) + ([f"{never}{'' if diverged else ' trial' + 's' * (never != 1)} "
+                                      f"that never reported {'it' if diverged else ranking.metric}"]
+                                     if never else [])
+    left_out = f"; {' and '.join(parts)} not shown" if parts else ""
     fig.suptitle(_fit(f"{ranking.metric} vs each hyperparameter ({direction(ranking.mode)})"
                       + left_out, fig.get_figwidth()))
     return fig

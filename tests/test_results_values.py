@@ -109,3 +109,16 @@ def test_trials_that_reported_but_never_the_objective_are_counted_as_not_shown()
     fig = P.objective_vs_params_figure(results, rank(results))
     title = fig._suptitle.get_text().replace("\n", " ")
     assert "1 trial with a NaN or infinite val_loss and 1 that never reported it not shown" in title, title
+
+
+def test_best_so_far_of_a_study_whose_every_trial_failed_says_there_is_none():
+    """Every trial failed: the plot's legend named a `best so far` line it did not draw."""
+    results = null_study()
+    for t in results.trials:
+        t.status, t.started_at, t.ended_at = "ERROR", 1000.0, 1010.0
+        t.history[0]["timestamp"] = 1005
+    fig = P.best_so_far_figure(results, rank(results))
+    (legend,) = fig.legends
+    assert "best so far" not in [t.get_text() for t in legend.get_texts()]
+    notes = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert notes and all("no trial without an error" in n for n in notes), notes

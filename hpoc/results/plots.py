@@ -620,7 +620,11 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     ax_count.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax_count.set_xlim(0.5, max(1, len(ended)) + 0.5)  # one trial: a tick at 1, not 0.96, 0.98, ...
     ax_count.grid(True, alpha=0.3)
-    handles = _status_handles(finished, "best so far")
+    if not events:  # every trial that reported failed: no line, and the legend names none
+        for ax in (ax_time, ax_count):
+            ax.text(0.5, 0.5, f"no best: no trial without an error reported {metric}", ha="center",
+                    va="center", transform=ax.transAxes, fontsize=9, color="#555555")
+    handles = _status_handles(finished, "best so far" if events else None)
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     return fig
 
@@ -635,11 +639,11 @@ def _status_dots(ax: Any, points: list[tuple[float, float, Trial]]) -> None:
                    marker=palette.marker(label), zorder=3)
 
 
-def _status_handles(finished: list[tuple[float, float, Trial]], line_label: str) -> list:
+def _status_handles(finished: list[tuple[float, float, Trial]], line_label: str | None) -> list:
     from matplotlib.lines import Line2D
 
     used = {status_label(e[2]) for e in finished}
-    handles = [Line2D([], [], color=BEST_LINE, linewidth=2, label=line_label)]
+    handles = [Line2D([], [], color=BEST_LINE, linewidth=2, label=line_label)] if line_label else []
     handles += [Line2D([], [], color=c, marker=palette.marker(s), linestyle="none", label=f"trial {s}")
                 for s, c in STATUS_COLORS.items() if s in used]
     return handles

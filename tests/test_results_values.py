@@ -122,3 +122,15 @@ def test_best_so_far_of_a_study_whose_every_trial_failed_says_there_is_none():
     assert "best so far" not in [t.get_text() for t in legend.get_texts()]
     notes = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert notes and all("no trial without an error" in n for n in notes), notes
+
+
+def test_a_number_column_with_null_values_stays_right_aligned():
+    """`hidden = choice(32, 64, null)`: its `null` cells made the column text, left-aligned."""
+    results = null_study()
+    for t, hidden in zip(results.trials, (None, 128, 64, None)):
+        t.config["hidden"] = hidden
+    results.plan["space"] = {"params": SPACE["params"] + [
+        {"name": "hidden", "domain": "choice", "args": {"categories": [64, 128, None]}, "condition": None}]}
+    lines = table.render_table(results, rank(results)).splitlines()
+    start = lines[0].index("hidden")  # the last column: its cells end where the header ends
+    assert [line[start:] for line in lines[2:]] == ["  null", "   128", "    64", "  null"], lines

@@ -93,11 +93,12 @@ def render_table(results: Results, ranking: Ranking, limit: int | None = None) -
     return "\n".join(lines)
 
 
-_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-$")
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-$|^null$")
 
 
 def is_number(text: str) -> bool:
-    """A number cell (or "-" for none); not Python's float() rules ("13412_00007" parses)."""
+    """A number cell (or "-" for none, "null" for a `null` value); not Python's float() rules
+    ("13412_00007" parses)."""
     return bool(_NUMBER.match(text)) or text in ("inf", "-inf", "nan")
 
 

@@ -345,3 +345,23 @@ def test_learning_curves_of_one_epoch_each_show_every_trial():
         lo, hi = ax.get_xlim()
         ticks = [x for x in ax.get_xticks() if lo <= x <= hi]
         assert ticks == [1.0], (max_epochs, ticks)
+
+
+def test_long_parameter_names_under_neighbouring_panels_do_not_run_together():
+    """`a_group_with_a_long_name.warmup_fraction_of_the_first_epoch` and its neighbours: the
+    x-axis names, wider than their panels, ran into each other."""
+    names = [f"regulariser_group_number_{i}.warmup_fraction_of_the_first_epoch_{i}" for i in range(3)]
+    space = {"params": [{"name": n, "domain": "uniform", "args": {"lower": 0, "upper": 1},
+                         "condition": None} for n in names]}
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED",
+                    {f"regulariser_group_number_{k}": {f"warmup_fraction_of_the_first_epoch_{k}": i / 5}
+                     for k in range(3)},
+                    [{"training_iteration": 1, "val_loss": 1.0 + i / 10}]) for i in range(5)]
+    results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [], plan={"space": space})
+    fig = P.objective_vs_params_figure(results, rank(results))
+    renderer = drawn(fig)
+    boxes = sorted((ax.xaxis.label.get_window_extent(renderer) for ax in fig.axes if ax.get_visible()),
+                   key=lambda b: b.x0)
+    assert len(boxes) == 3
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
+    assert all(fig.bbox.x0 <= b.x0 and b.x1 <= fig.bbox.x1 for b in boxes)

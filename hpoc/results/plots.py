@@ -340,6 +340,9 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
     rows = math.ceil(len(plist) / cols)
     fig = _figure(PAGE_WIDTH_IN / 3 * cols, 3.5 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    # A name wider than its panel wraps at its dots and underscores (a character of 10 pt is
+    # up to 8 px wide at 100 dpi): unwrapped, neighbouring names ran into each other.
+    chars = max(12, int(fig.get_figwidth() / cols * 100 * 0.8 / 8))
     jitter = random.Random(0)
     for ax, param in zip(axes, plist):
         best_x = None
@@ -364,7 +367,7 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
             ax.set_xlim(-0.5, len(param.categories) - 0.5)
         elif param.log:
             _log_axis(ax.xaxis, ax.set_xscale)
-        ax.set_xlabel(param.name + (" (log scale)" if param.log else ""))
+        ax.set_xlabel(_wrap(param.name + (" (log scale)" if param.log else ""), chars))
         ax.set_ylabel(f"{ranking.metric} ({ranking.scope})")
         ax.grid(True, alpha=0.3)
         if not ax.collections:  # an empty axis would say no trial has the parameter

@@ -346,7 +346,7 @@ def _planned_shards(plan: dict | None, shards: list[Shard], shard_dirs: list[tup
     if any(path == root for _, path in shard_dirs):  # a study of one shard, or one given alone
         return len(shard_dirs)
     counts = [n for s in shards if isinstance(n := _recorded(s.marker, "body", "shards", "count"), int)]
-    return max([len(shard_dirs), *counts])
+    return max(counts) if counts else len(shard_dirs)
 
 
 def _recorded_plan(shards: list[Shard]) -> dict | None:

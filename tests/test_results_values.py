@@ -134,3 +134,43 @@ def test_a_number_column_with_null_values_stays_right_aligned():
     lines = table.render_table(results, rank(results)).splitlines()
     start = lines[0].index("hidden")  # the last column: its cells end where the header ends
     assert [line[start:] for line in lines[2:]] == ["  null", "   128", "    64", "  null"], lines
+
+
+def _letters(i: int) -> str:
+    return "".join(chr(97 + int(d)) for d in str(i))  # 10 -> "ba": a name without digits
+
+
+def failed_study(n: int) -> Results:
+    """n failed trials: most ran out of memory, each asking for another size; some say a
+    message of their own."""
+    trials = []
+    for i in range(n):
+        error = (f"RuntimeError: CUDA out of memory. Tried to allocate {20 + i}.00 MiB (GPU 0)"
+                 if i % 10 else f"ValueError: bad shard file part-{i:04d}.tar of {_letters(i)}")
+        trials.append(Trial(f"aaaaa_{i:05d}", "ERROR", {"lr": 0.1}, [{"training_iteration": 1, "val_loss": 1.0}],
+                            error=error))
+    return Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [])
+
+
+def test_errors_alike_but_for_their_numbers_share_a_line_and_the_list_is_short():
+    """500 trials out of memory, each for another size, and 50 other errors: the errors block
+    printed 500 lines after the table, the best trial's block scrolled out of sight."""
+    results = failed_study(500)
+    text = table.render(results, rank(results), limit=50)
+    errors = text[text.index("errors:\n"):].split("\n\n")[0].splitlines()[1:]
+    assert errors[0] == ("  450 trials (aaaaa_00001, aaaaa_00002, aaaaa_00003, …), alike but for their numbers: "
+                         "RuntimeError: CUDA out of memory. Tried to allocate 21.00 MiB (GPU 0)")
+    assert len(errors) == 1 + table.ERROR_LINES
+    assert errors[-1].startswith("  … 41 more errors (of 41 trials): --all lists them")
+    text = table.render(results, rank(results), limit=None)
+    assert len(text[text.index("errors:\n"):].split("\n\n")[0].splitlines()) == 1 + 1 + 50  # --all
+
+
+def test_the_reports_errors_group_alike_errors_and_stay_short():
+    from hpoc.results import html
+
+    results = failed_study(500)
+    page = html._errors(rank(results), "results/s")
+    assert page.count("<details>") == html.ERROR_ENTRIES
+    assert "450 trials, alike but for their numbers: RuntimeError: CUDA out of memory." in page
+    assert "31 more errors (of 31 trials)" in page and "hpoc results results/s --all" in page

@@ -11,8 +11,13 @@ from hpoc import unranked
 from hpoc.dsl.format import format_setting
 from hpoc.errors import cells, shown
 from hpoc.results.model import Results, Trial
-from hpoc.results.rank import Ranking, failed, label_counts, outcomes, param_names, pareto_front, status_label
+from hpoc.results.rank import (Ranking, error_groups, label_counts, numbers_differ, outcomes, param_names,
+                               pareto_front, status_label)
 from hpoc.counts import counted
+
+
+# The errors block's lines when the table is cut to its best rows (--all: every one).
+ERROR_LINES = 10
 
 
 def fmt(value: Any) -> str:
@@ -129,22 +134,26 @@ def render_summary(results: Results, ranking: Ranking) -> str:
     return head
 
 
-def render_errors(ranking: Ranking, ids_shown: int = 3) -> str:
-    """One line per distinct error: a bug that failed 64 trials is one line, not 64."""
-    groups: dict[str, list[str]] = {}
-    for t in ranking.trials:
-        if failed(t):
-            groups.setdefault(t.error or "failed (no message kept)", []).append(t.trial_id)
+def render_errors(ranking: Ranking, ids_shown: int = 3, limit: int | None = None) -> str:
+    """One line per distinct error, the most frequent first: a bug that failed 64 trials is
+    one line, not 64; past `limit` lines, the rest counted."""
+    groups = error_groups(ranking.trials)
     if not groups:
         return ""
     lines = ["errors:"]
-    for error, ids in groups.items():
-        error = shown(error)
+    for group in groups[:limit]:
+        ids = [t.trial_id for t in group]
+        error = shown(group[0].error or "failed (no message kept)")
         if len(ids) == 1:
             lines.append(f"  {ids[0]}: {error}")
             continue
         more = ", …" if len(ids) > ids_shown else ""
-        lines.append(f"  {len(ids)} trials ({', '.join(ids[:ids_shown])}{more}): {error}")
+        alike = ", alike but for their numbers" if numbers_differ(group) else ""
+        lines.append(f"  {len(ids)} trials ({', '.join(ids[:ids_shown])}{more}){alike}: {error}")
+    left = groups[limit:] if limit is not None else []
+    if left:
+        lines.append(f"  … {len(left)} more errors (of {sum(map(len, left))} trials): --all lists them, "
+                     "--json and --csv hold each trial's")
     return "\n".join(lines)
 
 
@@ -223,7 +232,7 @@ def render(results: Results, ranking: Ranking, show_best: bool = True,
            limit: int | None = None) -> str:
     """The summary, table (its first `limit` rows), errors, Pareto front and best trial."""
     parts = [render_summary(results, ranking), "", render_table(results, ranking, limit)]
-    errors = render_errors(ranking)
+    errors = render_errors(ranking, limit=None if limit is None else ERROR_LINES)
     if errors:
         parts += ["", errors]
     pareto = render_pareto(results, ranking, limit)

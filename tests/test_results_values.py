@@ -158,7 +158,7 @@ def test_errors_alike_but_for_their_numbers_share_a_line_and_the_list_is_short()
     results = failed_study(500)
     text = table.render(results, rank(results), limit=50)
     errors = text[text.index("errors:\n"):].split("\n\n")[0].splitlines()[1:]
-    assert errors[0] == ("  450 trials (aaaaa_00001, aaaaa_00002, aaaaa_00003, …), alike but for their numbers: "
+    assert errors[0] == ("  450 trials (aaaaa_00001, aaaaa_00002, aaaaa_00003, …), alike but for numbers or ids: "
                          "RuntimeError: CUDA out of memory. Tried to allocate 21.00 MiB (GPU 0)")
     assert len(errors) == 1 + table.ERROR_LINES
     assert errors[-1].startswith("  … 41 more errors (of 41 trials): --all lists them")
@@ -172,5 +172,5 @@ def test_the_reports_errors_group_alike_errors_and_stay_short():
     results = failed_study(500)
     page = html._errors(rank(results), "results/s")
     assert page.count("<details>") == html.ERROR_ENTRIES
-    assert "450 trials, alike but for their numbers: RuntimeError: CUDA out of memory." in page
+    assert "450 trials, alike but for numbers or ids: RuntimeError: CUDA out of memory." in page
     assert "31 more errors (of 31 trials)" in page and "hpoc results results/s --all" in page

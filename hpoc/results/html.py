@@ -14,7 +14,7 @@ from html import escape
 from hpoc.results import palette
 from hpoc.results.model import Results, Trial
 from hpoc.results.plots import Plot, began
-from hpoc.results.rank import Ranking, error_groups, label_counts, numbers_differ, status_label
+from hpoc.results.rank import Ranking, error_groups, label_counts, lines_differ, status_label
 from hpoc.results.rank import failed as failed_trial
 from hpoc.results.table import extended_said, fmt, is_number, render_best, render_pareto, rows
 from hpoc.counts import plural
@@ -280,7 +280,7 @@ def _errors(ranking: Ranking, target: str | None = None) -> str:
             head, about = f"<code>{escape(first.trial_id)}</code>", f"config: <code>{config}</code>"
         else:
             ids = ", ".join(escape(t.trial_id) for t in trials)
-            head = f"{len(trials)} trials" + (", alike but for their numbers" if numbers_differ(trials) else "")
+            head = f"{len(trials)} trials" + (", alike but for numbers or ids" if lines_differ(trials) else "")
             about = (f"trials: <code>{ids}</code></p><p>traceback of <code>"
                      f"{escape(first.trial_id)}</code> (config: <code>{config}</code>); the others' "
                      "are in their trial directories")

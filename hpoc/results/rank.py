@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -174,23 +173,22 @@ def failed(trial: Trial) -> bool:
     return trial.status == "ERROR" or (trial.retry_cut and bool(trial.error))
 
 
-# Numbers in an error line say what befell the trial (the MiB it asked for, a step), not
-# which error it is: 500 trials out of memory, each for another size, are one error.
-_NUMBERS = re.compile(r"\d+(?:\.\d+)?")
-
-
 def error_groups(trials: list[Trial]) -> list[list[Trial]]:
-    """The failed trials, one group per distinct error line (lines alike but for their
-    numbers are one), the largest group first: its first trial's line says it."""
+    """The failed trials, one group per distinct error line, the largest group first: its
+    first trial's line says it. Lines alike but for their numbers or ids (the MiB each trial
+    asked for, its directory) are one, as fail-fast has them: 500 trials out of memory, each
+    for another size, are one error."""
+    from hpoc.runtime.failfast import signature
+
     groups: dict[str, list[Trial]] = {}
     for t in trials:
         if failed(t):
-            groups.setdefault(_NUMBERS.sub("#", t.error or ""), []).append(t)
+            groups.setdefault(signature(t.error, t.trial_id, t.path) or t.error or "", []).append(t)
     return sorted(groups.values(), key=len, reverse=True)  # stable: first seen among equals
 
 
-def numbers_differ(group: list[Trial]) -> bool:
-    """Whether a group's error lines differ (in their numbers): said, not hidden."""
+def lines_differ(group: list[Trial]) -> bool:
+    """Whether a group's error lines differ (in numbers or ids): said, not hidden."""
     return len({t.error for t in group}) > 1
 
 

@@ -11,7 +11,7 @@ from hpoc import unranked
 from hpoc.dsl.format import format_setting
 from hpoc.errors import cells, shown
 from hpoc.results.model import Results, Trial
-from hpoc.results.rank import (Ranking, error_groups, label_counts, numbers_differ, outcomes, param_names,
+from hpoc.results.rank import (Ranking, error_groups, label_counts, lines_differ, outcomes, param_names,
                                pareto_front, status_label)
 from hpoc.counts import counted
 
@@ -148,7 +148,7 @@ def render_errors(ranking: Ranking, ids_shown: int = 3, limit: int | None = None
             lines.append(f"  {ids[0]}: {error}")
             continue
         more = ", …" if len(ids) > ids_shown else ""
-        alike = ", alike but for their numbers" if numbers_differ(group) else ""
+        alike = ", alike but for numbers or ids" if lines_differ(group) else ""
         lines.append(f"  {len(ids)} trials ({', '.join(ids[:ids_shown])}{more}){alike}: {error}")
     left = groups[limit:] if limit is not None else []
     if left:

@@ -74,3 +74,18 @@ def test_shards_of_one_plan_are_not_said_to_differ(tmp_path, capsys):
     root = sharded_run(tmp_path / "results", 2, ran=[0, 1])
     code, out, err = run(capsys, "results", root)
     assert code == 0 and "another plan" not in err, err
+
+
+def test_results_of_a_run_killed_before_its_first_trial_say_so(tmp_path, capsys):
+    """Its plan marker says hpoc ran there: "or this is not an hpoc/Ray Tune experiment
+    directory" sent the reader looking for another one."""
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    plan = make_plan(tmp_path / "results", "arr")
+    exp = tmp_path / "results" / "arr"
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
+    code, out, err = run(capsys, "results", exp)
+    assert code == 2
+    assert "a run began there but stopped before its first trial" in err, err
+    assert "not an hpoc/Ray Tune experiment directory" not in err, err

@@ -238,7 +238,9 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         where = ", ".join(str(p) for _, p in shard_dirs)
         runs = [s.run.describe() for s in shards if s.run is not None]
         why = (f"a run is in progress ({'; '.join(runs)}) and has not started a trial yet"
-               if runs else "the study has not reported any results yet, or this is not an "
+               if runs else "a run began there but stopped before its first trial: run the study "
+               "again" if any(s.marker is not None for s in shards)  # hpoc's driver recorded its plan
+               else "the study has not reported any results yet, or this is not an "
                "hpoc/Ray Tune experiment directory")
         raise ResultsError(f"no trials found in {where}\n  ({why})")
     study = (plan["study"]["name"] if plan else None) or next(

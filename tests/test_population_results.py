@@ -182,3 +182,24 @@ def test_a_map_valued_parameter_changed_by_an_exploit_is_listed_whole(tmp_path, 
     best = out[out.index("best trial:"):]
     assert 'epoch 1: dropout=0.3, optimizer.betas={"b1": 0.8, "b2": 0.999}, optimizer.lr=0.05' in best, best
     assert "betas.b1" not in best
+
+
+def test_the_reports_plots_place_a_trial_by_the_config_of_its_ranked_report(tmp_path) -> None:
+    """`--scope best` ranks trial B by its epoch 1 (lr 0.05): the report's panels drew that
+    value at the lr of its last config (0.02), which the table and best block do not show."""
+    from hpoc.results import load, rank
+    from hpoc.results import plots as P
+
+    exp = _pbt_study(tmp_path)
+    (exp / "trial_00001_aaaaa_00001" / "result.json").write_text("".join(
+        json.dumps({"training_iteration": i, "trial_id": "aaaaa_00001", "val_loss": loss,
+                    "config": cfg}) + "\n"
+        for i, (loss, cfg) in enumerate([(0.1, B), (1.2, B), (0.2, B_EXPLOITS_A)], 1)))
+    results = load(exp)
+    ranking = rank(results, sort="val_loss", scope="best")
+    fig = P.objective_vs_params_figure(results, ranking)
+    (ax,) = [a for a in fig.axes if a.get_xlabel().startswith("optimizer.lr")]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.01", "0.05"]  # two values: categories
+    fig = P.parallel_coordinates_figure(results, ranking)
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert "0.05" in texts and "0.02" not in texts  # the lr axis's ends: A's 0.01, B's 0.05

@@ -255,6 +255,25 @@ def test_log_axis_within_one_decade_has_readable_labels():
     assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
 
 
+def test_log_axis_over_two_decades_of_small_values_has_readable_labels():
+    """lr from 1.1e-05 to 0.0011 (a loguniform(1e-5, 1e-1) study's trials): 1-2-5 labels ran
+    `5e-05` into `0.0001` and `0.0005` into `0.001`."""
+    space = {"params": [{"name": "lr", "domain": "loguniform",
+                         "args": {"lower": 1e-5, "upper": 0.1}, "condition": None}]}
+    lrs = [1.138e-05, 3.77e-05, 0.000213, 0.000347, 0.00038, 0.000622, 0.001115]
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED", {"lr": lr},
+                    [{"training_iteration": 1, "val_loss": 1.0 + i / 10}]) for i, lr in enumerate(lrs)]
+    results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [], plan={"space": space})
+    fig = P.objective_vs_params_figure(results, rank(results))
+    renderer = drawn(fig)
+    (ax,) = [a for a in fig.axes if a.get_xlabel().startswith("lr")]
+    lo, hi = ax.get_xlim()
+    boxes = sorted((t.get_window_extent(renderer) for t, x in zip(ax.get_xticklabels(), ax.get_xticks())
+                    if t.get_text() and t.get_visible() and lo <= x <= hi), key=lambda b: b.x0)
+    assert len(boxes) >= 3  # the axis is still read: a label per decade at least
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
+
+
 def test_the_title_of_one_parameters_panel_fits_its_figure():
     """One hyperparameter makes a third of the page wide figure: its title was cut at both ends."""
     results = narrow_lr()
@@ -326,3 +345,23 @@ def test_learning_curves_of_one_epoch_each_show_every_trial():
         lo, hi = ax.get_xlim()
         ticks = [x for x in ax.get_xticks() if lo <= x <= hi]
         assert ticks == [1.0], (max_epochs, ticks)
+
+
+def test_long_parameter_names_under_neighbouring_panels_do_not_run_together():
+    """`a_group_with_a_long_name.warmup_fraction_of_the_first_epoch` and its neighbours: the
+    x-axis names, wider than their panels, ran into each other."""
+    names = [f"regulariser_group_number_{i}.warmup_fraction_of_the_first_epoch_{i}" for i in range(3)]
+    space = {"params": [{"name": n, "domain": "uniform", "args": {"lower": 0, "upper": 1},
+                         "condition": None} for n in names]}
+    trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED",
+                    {f"regulariser_group_number_{k}": {f"warmup_fraction_of_the_first_epoch_{k}": i / 5}
+                     for k in range(3)},
+                    [{"training_iteration": 1, "val_loss": 1.0 + i / 10}]) for i in range(5)]
+    results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [], plan={"space": space})
+    fig = P.objective_vs_params_figure(results, rank(results))
+    renderer = drawn(fig)
+    boxes = sorted((ax.xaxis.label.get_window_extent(renderer) for ax in fig.axes if ax.get_visible()),
+                   key=lambda b: b.x0)
+    assert len(boxes) == 3
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
+    assert all(fig.bbox.x0 <= b.x0 and b.x1 <= fig.bbox.x1 for b in boxes)

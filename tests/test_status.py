@@ -1080,6 +1080,27 @@ def test_an_empty_experiment_directory_is_a_study_not_started(tmp_path, capsys):
     assert code == 2 and "no trials found" in err
 
 
+def test_a_run_killed_before_its_first_trial_leaves_a_study_not_started(tmp_path, capsys):
+    """`kill -9` of `hpoc run` as Ray began: its plan marker, its dead lock and Ray's first
+    files, no trial. `hpoc status DIR` said "no trials found ... or this is not an hpoc/Ray
+    Tune experiment directory" (exit 2), where `hpoc status SPEC` said not started."""
+    from hpoc.compiler import compile_path
+    from hpoc.plan import plan_hash
+    from hpoc.runtime import marker
+
+    (tmp_path / "study.hpo").write_text(SPEC)
+    exp = tmp_path / "results" / "tiny"
+    plan = compile_path(tmp_path / "study.hpo").plan
+    marker.write(exp, marker.fingerprint(plan, plan_hash(plan)), 0)
+    run_lock(exp, pid=2 ** 22 + 1)  # above any pid_max: its process is gone
+    (exp / "tuner.pkl").write_bytes(b"\x80\x04.")
+    (exp / ".validate_storage_marker").write_text("")
+    for target in (exp, tmp_path / "results", tmp_path / "study.hpo"):
+        code, out, err = status(capsys, target)
+        assert code == 0, err
+        assert out.startswith("study `tiny`: not started") and "next: start it" in out, out
+
+
 def test_trials_a_scheduler_paused_are_paused_not_pending(tmp_path, capsys):
     """PBT pauses trials while others catch up: status counted them as pending, where
     `hpoc results` labels them paused."""

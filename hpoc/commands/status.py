@@ -352,8 +352,9 @@ def gather_dir(exp: Path) -> dict[str, Any]:
     try:
         results = load(exp)
     except ResultsError as exc:
-        if _unstarted(exp):  # nothing there for `load` to read yet
-            return _dir_status(exp.absolute().name, None, exp, [_shard(0, exp, [], None, None, None)], [], None, [])
+        one = _lone_study(exp)  # `results/`, holding the one study `load` found no trial in
+        if _unstarted(one):  # nothing there for `load` to read yet
+            return _dir_status(one.absolute().name, None, one, [_shard(0, one, [], None, None, None)], [], None, [])
         raise HpocError(str(exc)) from None
     primary = results.primary
     metric = {"name": primary.name, "mode": primary.mode} if primary else None
@@ -362,8 +363,13 @@ def gather_dir(exp: Path) -> dict[str, Any]:
     shards = [_shard(s.index, s.path, by_shard.get(s.index, []), None,
                      shares[s.index] if shares and s.index < len(shares) else None, metric, s.marker)
               for s in results.shards]
+    found = {s.index for s in results.shards}  # the recorded plan's shards with no run yet too
+    shards += [_shard(k, results.root / f"shard-{k}", [], None,
+                      shares[k] if shares and k < len(shares) else None, metric, None)
+               for k in range(results.planned_shards or 0) if k not in found]
+    shards.sort(key=lambda s: s["shard"])
     return _dir_status(results.study, results.plan_hash, results.root, shards, results.trials, metric,
-                       results.warnings, total, search, shared)
+                       results.warnings, total, search, shared, results.mixed_plans)
 
 
 def _recorded_budget(results: Any) -> tuple[int | None, list[int | None] | None, str | None, bool]:
@@ -383,7 +389,7 @@ def _recorded_budget(results: Any) -> tuple[int | None, list[int | None] | None,
 def _dir_status(study: str, plan_hash: str | None, storage: Path, shards: list[dict[str, Any]],
                 trials: list[Any], metric: dict[str, str] | None, warnings: list[str],
                 total: int | None = None, search: str | None = None,
-                shared: bool = False) -> dict[str, Any]:
+                shared: bool = False, mixed: str | None = None) -> dict[str, Any]:
     totals = {key: sum(s[key] for s in shards) for key in COUNTS}
     if shared and total is not None and any(s["state"] != "finished" for s in shards):
         totals["pending"] += max(0, total - len(trials))  # shards share it: not counted per shard
@@ -394,17 +400,33 @@ def _dir_status(study: str, plan_hash: str | None, storage: Path, shards: list[d
         "trials": len(trials), "best": _best(trials, metric), "journal": None,
         "warnings": list(warnings), "state": _overall([s["state"] for s in shards]),
         "spec_unknown": True,  # `hpoc run` takes a spec or plan, not this directory
+        "mixed_plans": mixed,
     }
 
 
-def _unstarted(exp: Path) -> bool:
-    """An experiment directory made for a study (by hand, or a run that never began) that
-    holds nothing yet, or only a run's lock (and its driver's view of trials not begun)."""
-    from hpoc.files import LIVE
-    from hpoc.runtime.runlock import LOCK
+def _lone_study(path: Path) -> Path:
+    """The experiment directory `load` reads for `path` (it, or the one study below it)."""
+    from hpoc.results.model import ResultsError
+    from hpoc.results.source import study_dir
 
     try:
-        return exp.is_dir() and {p.name for p in exp.iterdir()} <= {LOCK, LIVE}
+        return study_dir(path, [])
+    except (ResultsError, OSError):
+        return path
+
+
+def _unstarted(exp: Path) -> bool:
+    """An experiment directory made for a study (by hand, or a run that never began, or was
+    killed before its first trial) that holds nothing of a trial yet: at most a run's lock
+    (and its driver's view of trials not begun), its plan marker, and the files Ray writes
+    as its Tuner is made."""
+    from hpoc.files import LIVE
+    from hpoc.runtime.marker import PLAN_MARKER
+    from hpoc.runtime.runlock import LOCK
+
+    before_trials = {LOCK, LIVE, PLAN_MARKER, "tuner.pkl", ".validate_storage_marker"}
+    try:
+        return exp.is_dir() and {p.name for p in exp.iterdir()} <= before_trials
     except OSError:
         return False
 
@@ -657,6 +679,8 @@ def render(status: dict[str, Any], every: bool = False, words: dict[str, str] | 
              f"storage: {status['storage']}"]
     if status.get("other_plan"):  # another spec with this storage ran there: its trials follow
         lines.append(f"warning: {status['other_plan']}")
+    if status.get("mixed_plans"):  # shards of two searches, read without a plan
+        lines.append(f"warning: {status['mixed_plans']}")
     if status.get("edited_spec"):
         lines.append(f"warning: {status['edited_spec']}")
     if status.get("compiled_elsewhere"):  # "not started" may be a copy's storage it cannot see
@@ -727,7 +751,7 @@ def render(status: dict[str, Any], every: bool = False, words: dict[str, str] | 
     if best:
         lines.append(f"best so far: trial {best['trial_id']} (shard {best['shard']}) "
                      f"{metric}={best['value']:.4g} after {best['epochs']} epoch(s)")
-        lines.append("  config: " + json.dumps(best["config"], sort_keys=True))
+        lines.append("  config: " + json.dumps(best["config"], sort_keys=True, ensure_ascii=False))
     if status["journal"]:
         j = status["journal"]
         per = ", ".join(f"shard {k}: {n}" for k, n in j["per_shard"].items())

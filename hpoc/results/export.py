@@ -99,7 +99,8 @@ def to_csv(results: Results, ranking: Ranking) -> str:
         row: list[Any] = [i, trial.trial_id, trial.shard, trial.status, status_label(trial),
                           str(trial.stopped_early).lower(), trial.epochs, _cell(_wall(trial))]
         row += [_metric_cell(trial, m) for m in metrics]
-        row += [_cell(flat.get(p)) for p in params]
+        # empty: a conditional parameter the trial lacks; `null` is a value (`choice(relu, null)`)
+        row += ["null" if p in flat and flat[p] is None else _cell(flat.get(p)) for p in params]
         row += [trial.error or "", trial.path or ""]
         writer.writerow(row)
     return buf.getvalue()

@@ -14,7 +14,7 @@ from html import escape
 from hpoc.results import palette
 from hpoc.results.model import Results, Trial
 from hpoc.results.plots import Plot, began
-from hpoc.results.rank import Ranking, label_counts, status_label
+from hpoc.results.rank import Ranking, error_groups, label_counts, lines_differ, status_label
 from hpoc.results.rank import failed as failed_trial
 from hpoc.results.table import extended_said, fmt, is_number, render_best, render_pareto, rows
 from hpoc.counts import plural
@@ -23,6 +23,8 @@ from hpoc.counts import plural
 # counted: a 200-shard study's 2,000 rows made a page of megabytes that nobody read.
 TABLE_ROWS = 20
 FOLDED_ROWS = 180
+# Distinct errors listed (the most frequent first); the others are counted.
+ERROR_ENTRIES = 20
 
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
        "script-src 'unsafe-inline'")
@@ -97,7 +99,7 @@ def render(results: Results, ranking: Ranking, plots: list[Plot], version: str =
         _pareto(results, ranking),
         _plots(plots, results.over, selected=len(ranking.trials)),
         _table(results, ranking, rows_shown, target),
-        _errors(ranking),
+        _errors(ranking, target),
         f"</main><script>{SCRIPT}</script></body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
@@ -261,28 +263,32 @@ def _rows_table(results: Results, ranking: Ranking, header: list[str], body: lis
     return "\n".join(out)
 
 
-def _errors(ranking: Ranking) -> str:
+def _errors(ranking: Ranking, target: str | None = None) -> str:
     failed = [t for t in ranking.trials if failed_trial(t)]  # the selection's, as the table's
     if not failed:
         return ""
     # One entry per distinct error, as `hpoc results` lists them: 500 trials that failed
     # alike made 500 copies of a traceback of kilobytes. The first trial's stands for them.
-    groups: dict[str, list[Trial]] = {}
-    for trial in failed:
-        groups.setdefault(trial.error or "failed", []).append(trial)
+    groups = error_groups(failed)
     out = [f"<h2>Errors ({len(failed)})</h2>"]
-    for error, trials in groups.items():
+    for trials in groups[:ERROR_ENTRIES]:
         first = trials[0]
+        error = first.error or "failed"
         detail = first.error_text or first.error or "no message kept"
-        config = escape(json.dumps(first.config, sort_keys=True))
+        config = escape(json.dumps(first.config, sort_keys=True, ensure_ascii=False))
         if len(trials) == 1:
             head, about = f"<code>{escape(first.trial_id)}</code>", f"config: <code>{config}</code>"
         else:
             ids = ", ".join(escape(t.trial_id) for t in trials)
-            head = f"{len(trials)} trials"
+            head = f"{len(trials)} trials" + (", alike but for numbers or ids" if lines_differ(trials) else "")
             about = (f"trials: <code>{ids}</code></p><p>traceback of <code>"
                      f"{escape(first.trial_id)}</code> (config: <code>{config}</code>); the others' "
                      "are in their trial directories")
         out.append(f"<details><summary>{head}: {escape(error)}</summary>"
                    f"<p>{about}</p><pre>{escape(detail)}</pre></details>")
+    left = groups[ERROR_ENTRIES:]
+    if left:
+        path = shlex.quote(target) if target else "PATH"
+        out.append(f'<p class="meta">{len(left)} more errors (of {sum(map(len, left))} trials): '
+                   f"<code>hpoc results {escape(path)} --all</code> lists them.</p>")
     return "\n".join(out)

@@ -223,17 +223,24 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
         shards.append(Shard(index, path, complete, len(found),
                             summary.get("wall_s") if complete else None, run=running, marker=recorded,
                             began=began))
-    warnings.extend(_alike(root, said))
+    planned = _planned_shards(plan, shards, shard_dirs, root)
+    for k in sorted(set(range(planned)) - {i for i, _ in shard_dirs}):  # no directory: said as above
+        said.append((k, f"shard {k}: {root / f'shard-{k}'} does not exist yet (not started?)",
+                     "no directory yet (not started?)"))
+    warnings.extend(_alike(root, sorted(said, key=lambda s: s[0])))
     ended[:0] = [endings[0][1]] if len(shard_dirs) == 1 and endings else summary_endings(endings)
     other_plan = others[0] + (f" (and {len(others) - 1} more shard(s))" if len(others) > 1 else "") \
         if others else None
-    if other_plan:
-        warnings.insert(0, other_plan)
+    mixed = _mixed_plans(root, shards) if plan is None else None  # with the plan: other_plan says
+    if other_plan or mixed:
+        warnings.insert(0, other_plan or mixed)
     if not trials:
         where = ", ".join(str(p) for _, p in shard_dirs)
         runs = [s.run.describe() for s in shards if s.run is not None]
         why = (f"a run is in progress ({'; '.join(runs)}) and has not started a trial yet"
-               if runs else "the study has not reported any results yet, or this is not an "
+               if runs else "a run began there but stopped before its first trial: run the study "
+               "again" if any(s.marker is not None for s in shards)  # hpoc's driver recorded its plan
+               else "the study has not reported any results yet, or this is not an "
                "hpoc/Ray Tune experiment directory")
         raise ResultsError(f"no trials found in {where}\n  ({why})")
     study = (plan["study"]["name"] if plan else None) or next(
@@ -248,7 +255,8 @@ def _load_shards(root: Path, shard_dirs: list[tuple[int, Path]], plan: dict | No
                       warnings=warnings,
                       plan_hash=plan_hash, other_plan=other_plan, ran_in=ran_in,
                       extended=next((marker.grown_words(g, plan) for g in grown if g), None), ended=ended,
-                      budget_s=max(budgets) if budgets and all(budgets) else None)
+                      budget_s=max(budgets) if budgets and all(budgets) else None,
+                      planned_shards=planned, mixed_plans=mixed)
     for trial in trials:
         trial.stopped_early = (trial.status == "TERMINATED" and results.max_epochs is not None
                                and 0 < trial.epochs < results.max_epochs)
@@ -305,6 +313,42 @@ def _recorded(recorded: Any, *path: str) -> Any:
     for key in path:
         recorded = recorded.get(key) if isinstance(recorded, dict) else None
     return recorded
+
+
+def _mixed_plans(root: Path, shards: list[Shard]) -> str | None:
+    """Read without a plan: shards whose runs recorded different plans (a spec edited between
+    a job array's tasks) hold two searches, which nothing tells apart but this."""
+    from hpoc.runtime import marker
+    from hpoc.runtime.shards import index_ranges
+
+    ran = [(s.index, s.marker) for s in shards if isinstance(s.marker, dict) and "run_hash" in s.marker]
+    if len(ran) < 2:
+        return None
+    first, reference = ran[0]
+    differ: dict[tuple[str, ...], list[int]] = {}
+    for k, recorded in ran[1:]:
+        if parts := marker.differences(recorded, reference):  # [] : a marker too old to tell
+            differ.setdefault(tuple(parts), []).append(k)
+    if not differ:
+        return None
+    said = "; ".join(f"shard{'s' * (len(ks) > 1)} {index_ranges(ks, ', ')} ran another plan than "
+                     f"shard {first} (the plans differ in {', '.join(f'`{p}`' for p in parts)})"
+                     for parts, ks in differ.items())
+    return (f"{root}: {said}: their trials are ranked together; pass the study's spec or build "
+            "directory to be told which shards ran it")
+
+
+def _planned_shards(plan: dict | None, shards: list[Shard], shard_dirs: list[tuple[int, Path]],
+                    root: Path) -> int:
+    """The study's shards: the plan's; read without one, as many as its runs recorded in
+    their markers, so that a shard that never started (no directory) is said, as with the
+    plan, rather than the study taken for one of the shards found."""
+    if plan is not None:
+        return int(plan["shards"]["count"])
+    if any(path == root for _, path in shard_dirs):  # a study of one shard, or one given alone
+        return len(shard_dirs)
+    counts = [n for s in shards if isinstance(n := _recorded(s.marker, "body", "shards", "count"), int)]
+    return max(counts) if counts else len(shard_dirs)
 
 
 def _recorded_plan(shards: list[Shard]) -> dict | None:

@@ -173,6 +173,8 @@ class Results:
     ended: list[str] = field(default_factory=list)  # runs a time budget ended (summary.ending)
     budget_s: float | None = None   # the time budget that ended every shard's run, if one did
     started: float | None = None    # when a selection of a study: when the whole study began
+    planned_shards: int | None = None  # the plan's shards, or those its runs recorded (no plan)
+    mixed_plans: str | None = None  # read without a plan: which shards ran another plan, if any
     _names: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -188,7 +190,8 @@ class Results:
     def shards_said(self) -> str | None:
         """"150 of 200 shards" while shards of the plan have not started (`hpoc status`
         counts the plan's), "200 shards"; None for a study of one."""
-        planned = max(((self.plan or {}).get("shards") or {}).get("count") or 0, len(self.shards))
+        planned = max(((self.plan or {}).get("shards") or {}).get("count") or 0,
+                      self.planned_shards or 0, len(self.shards))
         if planned <= 1:
             return None
         began = sum(s.began for s in self.shards)

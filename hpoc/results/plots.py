@@ -9,6 +9,7 @@ no display needed.
 from __future__ import annotations
 
 import io
+import json
 import math
 import random
 from collections import Counter
@@ -47,6 +48,8 @@ CROWD_LINE, CROWD_BEST = "#7a9cc6", palette.OKABE_ITO["orange"]
 _LINE_COLOURS = tuple(palette.OKABE_ITO[c] for c in ("blue", "orange", "bluish green",
                                                       "reddish purple", "sky blue"))
 PALETTE = tuple(zip(_LINE_COLOURS * 3, ("o", "s", "^", "D", "v", "P", "<", ">", "p", "h", "d", "8")))
+# A conditional parameter a trial does not have; None is a value (`choice(relu, null)`).
+LACKS: Any = object()
 
 
 @dataclass
@@ -86,13 +89,14 @@ class Param:
     categories: list[Any]
 
 
-def params(results: Results) -> list[Param]:
-    """Searched hyperparameters with how to draw them (log axis, categories)."""
+def params(results: Results, configs: dict[int, dict[str, Any]]) -> list[Param]:
+    """Searched hyperparameters with how to draw them (log axis, categories), from the
+    trials' `configs` (flat_configs)."""
     domains = {p["name"]: p for p in results.space()}
     out = []
     for name in param_names(results):
-        values = [v for v in (results.flat(t.config).get(name) for t in results.trials)
-                  if v is not None]
+        values = [v for v in (configs[id(t)].get(name, LACKS) for t in results.trials)
+                  if v is not LACKS]
         spec = domains.get(name)
         if spec is not None:
             domain, args = spec.get("domain"), spec.get("args")  # a marker's: any shape
@@ -123,12 +127,18 @@ def named(results: Results, trial: Trial) -> str:
     return f"{trial.trial_id} (shard {trial.shard})" if results.sharded else trial.trial_id
 
 
+def flat_configs(results: Results, ranking: Ranking) -> dict[int, dict[str, Any]]:
+    """id(trial) -> the config of the report the ranking takes, by dotted names: PBT changes
+    a trial's config as it runs, and the table shows that report's, not the trial's last."""
+    return {id(t): results.flat(ranking.config(t)) for t in results.trials}
+
+
 def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
 def _position(param: Param, value: Any) -> float | None:
-    if value is None:
+    if value is LACKS:
         return None
     if param.categorical:
         value = _hashable(value)
@@ -138,21 +148,31 @@ def _position(param: Param, value: Any) -> float | None:
 
 
 def _label(value: Any) -> str:
+    """As the table and the spec write it: `true`, `null`, not Python's `True`, `None`."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
 
 
+# A log axis's label steps, richest first, and the labels a third of the page holds.
+LOG_STEPS = ((1.0, 2.0, 5.0), (1.0, 3.0), (1.0,))
+MAX_LOG_LABELS = 5
+
+
 def _log_axis(axis: Any, set_scale: Any) -> None:
     """Log scale with plain labels and unlabelled minor ticks (matplotlib's default labels
-    every minor tick of a short range, and they overlap). Labels at 1-2-5 steps over two
-    decades at most: over three, a panel's width ran 0.0001, 0.0002, 0.0005 into each other."""
+    every minor tick of a short range, and they overlap). Labels at 1-2-5 steps, else 1-3,
+    else decades: the richest that gives MAX_LOG_LABELS at most (two decades of 1-2-5 ran
+    5e-05 into 0.0001 and 0.0005 into 0.001 over a panel's width)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     set_scale("log")
     lo, hi = axis.get_data_interval()
     decades = math.log10(hi / lo) if 0 < lo < hi else 0.0
-    subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0,)
+    subs = next((s for s in LOG_STEPS if _log_labels(lo, hi, s) <= MAX_LOG_LABELS), LOG_STEPS[-1]) \
+        if decades > 0 else LOG_STEPS[0]
     if 0 < decades < 1:
         # Under a decade, 1-2-5 leaves one tick at most, and matplotlib then falls back to a
         # linear tick every 0.00025 (0.0015, 0.00175, ... ran into each other): a few instead.
@@ -161,6 +181,14 @@ def _log_axis(axis: Any, set_scale: Any) -> None:
         axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
+
+
+def _log_labels(lo: float, hi: float, subs: tuple[float, ...]) -> int:
+    """The labels at `subs` steps between lo and hi, and the margin the axis adds (5% a side)."""
+    pad = (hi / lo) ** 0.05
+    lo, hi = lo / pad, hi * pad
+    return sum(lo <= s * 10.0 ** e <= hi for e in range(math.floor(math.log10(lo)),
+                                                        math.ceil(math.log10(hi)) + 1) for s in subs)
 
 
 # ---------------------------------------------------------------- learning curves
@@ -302,7 +330,8 @@ def _curve_legend(fig: Any, results: Results, best: Trial | None, best_color: An
 # ---------------------------------------------------------------- objective vs params
 
 def objective_vs_params_figure(results: Results, ranking: Ranking):
-    plist = params(results)
+    configs = flat_configs(results, ranking)
+    plist = params(results, configs)
     scored = [(t, ranking.value(t)) for t in results.trials]
     scored = [(t, v) for t, v in scored if v is not None]
     if not plist or not scored or ranking.metric is None:
@@ -311,11 +340,14 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
     rows = math.ceil(len(plist) / cols)
     fig = _figure(PAGE_WIDTH_IN / 3 * cols, 3.5 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    # A name wider than its panel wraps at its dots and underscores (a character of 10 pt is
+    # up to 8 px wide at 100 dpi): unwrapped, neighbouring names ran into each other.
+    chars = max(12, int(fig.get_figwidth() / cols * 100 * 0.8 / 8))
     jitter = random.Random(0)
     for ax, param in zip(axes, plist):
         best_x = None
         for label, color in STATUS_COLORS.items():
-            pts = [(t, _position(param, results.flat(t.config).get(param.name)), v)
+            pts = [(t, _position(param, configs[id(t)].get(param.name, LACKS)), v)
                    for t, v in scored if status_label(t) == label]
             pts = [(t, x, y) for t, x, y in pts if x is not None]
             if not pts:
@@ -335,7 +367,7 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
             ax.set_xlim(-0.5, len(param.categories) - 0.5)
         elif param.log:
             _log_axis(ax.xaxis, ax.set_xscale)
-        ax.set_xlabel(param.name + (" (log scale)" if param.log else ""))
+        ax.set_xlabel(_wrap(param.name + (" (log scale)" if param.log else ""), chars))
         ax.set_ylabel(f"{ranking.metric} ({ranking.scope})")
         ax.grid(True, alpha=0.3)
         if not ax.collections:  # an empty axis would say no trial has the parameter
@@ -354,11 +386,16 @@ def objective_vs_params_figure(results: Results, ranking: Ranking):
         handles.append(Line2D([], [], marker="*", markersize=15, color="gold", markeredgecolor="black",
                               linestyle="none", label="best"))
     _legend_below(fig, handles)
-    # A NaN or inf has no place on the axis: said, since such a trial is in no panel.
-    diverged = sum(1 for t in results.trials if ranking.value(t) is None
-                   and any(_not_finite(r.get(ranking.metric)) for r in t.history))
-    left_out = (f"; {diverged} trial{'s' * (diverged != 1)} with a NaN or infinite "
-                f"{ranking.metric} not shown") if diverged else ""
+    # A NaN or inf has no place on the axis, nor has a trial that reported other metrics
+    # only: said, since such a trial is in no panel (one yet to report is not: it will be).
+    unplaced = [t for t in results.trials if t.history and ranking.value(t) is None]
+    diverged = sum(1 for t in unplaced if any(_not_finite(r.get(ranking.metric)) for r in t.history))
+    never = len(unplaced) - diverged
+    parts = ([f"{diverged} trial{'s' * (diverged != 1)} with a NaN or infinite {ranking.metric}"]
+             if diverged else []) + ([f"{never}{'' if diverged else ' trial' + 's' * (never != 1)} "
+                                      f"that never reported {'it' if diverged else ranking.metric}"]
+                                     if never else [])
+    left_out = f"; {' and '.join(parts)} not shown" if parts else ""
     fig.suptitle(_fit(f"{ranking.metric} vs each hyperparameter ({direction(ranking.mode)})"
                       + left_out, fig.get_figwidth()))
     return fig
@@ -405,7 +442,8 @@ MAX_PARALLEL_AXES = 12
 
 
 def parallel_coordinates_figure(results: Results, ranking: Ranking):
-    every = params(results)
+    configs = flat_configs(results, ranking)
+    every = params(results, configs)
     plist = every[:MAX_PARALLEL_AXES]
     scored = [(t, ranking.value(t)) for t in results.trials]
     scored = [(t, v) for t, v in scored if v is not None]
@@ -417,7 +455,7 @@ def parallel_coordinates_figure(results: Results, ranking: Ranking):
 
     columns: list[tuple[str, list[float], list[tuple[float, str]]]] = []
     for param in plist:
-        raw = [_position(param, results.flat(t.config).get(param.name)) for t, _ in scored]
+        raw = [_position(param, configs[id(t)].get(param.name, LACKS)) for t, _ in scored]
         if param.categorical:
             n = max(1, len(param.categories) - 1)
             norm = [None if r is None else r / n for r in raw]
@@ -585,7 +623,11 @@ def best_so_far_figure(results: Results, ranking: Ranking):
     ax_count.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax_count.set_xlim(0.5, max(1, len(ended)) + 0.5)  # one trial: a tick at 1, not 0.96, 0.98, ...
     ax_count.grid(True, alpha=0.3)
-    handles = _status_handles(finished, "best so far")
+    if not events:  # every trial that reported failed: no line, and the legend names none
+        for ax in (ax_time, ax_count):
+            ax.text(0.5, 0.5, f"no best: no trial without an error reported {metric}", ha="center",
+                    va="center", transform=ax.transAxes, fontsize=9, color="#555555")
+    handles = _status_handles(finished, "best so far" if events else None)
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     return fig
 
@@ -600,11 +642,11 @@ def _status_dots(ax: Any, points: list[tuple[float, float, Trial]]) -> None:
                    marker=palette.marker(label), zorder=3)
 
 
-def _status_handles(finished: list[tuple[float, float, Trial]], line_label: str) -> list:
+def _status_handles(finished: list[tuple[float, float, Trial]], line_label: str | None) -> list:
     from matplotlib.lines import Line2D
 
     used = {status_label(e[2]) for e in finished}
-    handles = [Line2D([], [], color=BEST_LINE, linewidth=2, label=line_label)]
+    handles = [Line2D([], [], color=BEST_LINE, linewidth=2, label=line_label)] if line_label else []
     handles += [Line2D([], [], color=c, marker=palette.marker(s), linestyle="none", label=f"trial {s}")
                 for s, c in STATUS_COLORS.items() if s in used]
     return handles

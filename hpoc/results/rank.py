@@ -173,6 +173,25 @@ def failed(trial: Trial) -> bool:
     return trial.status == "ERROR" or (trial.retry_cut and bool(trial.error))
 
 
+def error_groups(trials: list[Trial]) -> list[list[Trial]]:
+    """The failed trials, one group per distinct error line, the largest group first: its
+    first trial's line says it. Lines alike but for their numbers or ids (the MiB each trial
+    asked for, its directory) are one, as fail-fast has them: 500 trials out of memory, each
+    for another size, are one error."""
+    from hpoc.runtime.failfast import signature
+
+    groups: dict[str, list[Trial]] = {}
+    for t in trials:
+        if failed(t):
+            groups.setdefault(signature(t.error, t.trial_id, t.path) or t.error or "", []).append(t)
+    return sorted(groups.values(), key=len, reverse=True)  # stable: first seen among equals
+
+
+def lines_differ(group: list[Trial]) -> bool:
+    """Whether a group's error lines differ (in numbers or ids): said, not hidden."""
+    return len({t.error for t in group}) > 1
+
+
 # The labels status_label gives, in the order tables and reports count them.
 LABELS = ("completed", "stopped early", "time limit", "time budget", "no reports", "error", "running",
           "paused", "pending")

@@ -11,8 +11,13 @@ from hpoc import unranked
 from hpoc.dsl.format import format_setting
 from hpoc.errors import cells, shown
 from hpoc.results.model import Results, Trial
-from hpoc.results.rank import Ranking, failed, label_counts, outcomes, param_names, pareto_front, status_label
+from hpoc.results.rank import (Ranking, error_groups, label_counts, lines_differ, outcomes, param_names,
+                               pareto_front, status_label)
 from hpoc.counts import counted
+
+
+# The errors block's lines when the table is cut to its best rows (--all: every one).
+ERROR_LINES = 10
 
 
 def fmt(value: Any) -> str:
@@ -24,7 +29,7 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (list, dict)):
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return str(value)
 
 
@@ -52,9 +57,14 @@ def rows(results: Results, ranking: Ranking,
         row = [str(i), trial.trial_id] + ([str(trial.shard)] if results.sharded else [])
         row += [status_label(trial), epochs_cell(results, trial)]
         row += [_metric_cell(ranking, trial, m) for m in metrics]
-        row += [fmt(flat.get(p)) for p in params]
+        row += [param_cell(flat, p) for p in params]
         body.append(row)
     return header, body
+
+
+def param_cell(flat: dict[str, Any], name: str) -> str:
+    """`-` for a conditional parameter the trial lacks; `null` for a value of `null`."""
+    return "null" if name in flat and flat[name] is None else fmt(flat.get(name))
 
 
 def _metric_cell(ranking: Ranking, trial: Trial, metric: str) -> str:
@@ -88,11 +98,12 @@ def render_table(results: Results, ranking: Ranking, limit: int | None = None) -
     return "\n".join(lines)
 
 
-_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-$")
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-$|^null$")
 
 
 def is_number(text: str) -> bool:
-    """A number cell (or "-" for none); not Python's float() rules ("13412_00007" parses)."""
+    """A number cell (or "-" for none, "null" for a `null` value); not Python's float() rules
+    ("13412_00007" parses)."""
     return bool(_NUMBER.match(text)) or text in ("inf", "-inf", "nan")
 
 
@@ -123,22 +134,26 @@ def render_summary(results: Results, ranking: Ranking) -> str:
     return head
 
 
-def render_errors(ranking: Ranking, ids_shown: int = 3) -> str:
-    """One line per distinct error: a bug that failed 64 trials is one line, not 64."""
-    groups: dict[str, list[str]] = {}
-    for t in ranking.trials:
-        if failed(t):
-            groups.setdefault(t.error or "failed (no message kept)", []).append(t.trial_id)
+def render_errors(ranking: Ranking, ids_shown: int = 3, limit: int | None = None) -> str:
+    """One line per distinct error, the most frequent first: a bug that failed 64 trials is
+    one line, not 64; past `limit` lines, the rest counted."""
+    groups = error_groups(ranking.trials)
     if not groups:
         return ""
     lines = ["errors:"]
-    for error, ids in groups.items():
-        error = shown(error)
+    for group in groups[:limit]:
+        ids = [t.trial_id for t in group]
+        error = shown(group[0].error or "failed (no message kept)")
         if len(ids) == 1:
             lines.append(f"  {ids[0]}: {error}")
             continue
         more = ", …" if len(ids) > ids_shown else ""
-        lines.append(f"  {len(ids)} trials ({', '.join(ids[:ids_shown])}{more}): {error}")
+        alike = ", alike but for numbers or ids" if lines_differ(group) else ""
+        lines.append(f"  {len(ids)} trials ({', '.join(ids[:ids_shown])}{more}){alike}: {error}")
+    left = groups[limit:] if limit is not None else []
+    if left:
+        lines.append(f"  … {len(left)} more errors (of {sum(map(len, left))} trials): --all lists them, "
+                     "--json and --csv hold each trial's")
     return "\n".join(lines)
 
 
@@ -158,7 +173,7 @@ def render_best(results: Results, ranking: Ranking) -> str:
         lines.append(f"  directory: {best.path}")
     config = ranking.config(best)
     lines += schedule_lines(results, ranking, best)
-    lines += ["", "config (JSON):", json.dumps(config, indent=2, sort_keys=True), "",
+    lines += ["", "config (JSON):", json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False), "",
               "config (key = value):"]
     # .hpo syntax, not JSON: a dict value pastes as `{ a = 1 }` (JSON's `{"a": 1}` does not parse)
     lines += [f"  {_setting(k, v)}" for k, v in sorted(results.flat(config).items())]
@@ -186,7 +201,7 @@ def schedule_lines(results: Results, ranking: Ranking, trial: Trial) -> list[str
              f"checkpoints); the config below is the one epoch {epoch} was trained with:"]
     for (first, last, _), flat in zip(spans, flats):
         epochs = f"epoch {first}" if first == last else f"epochs {first}-{last}"
-        changed = ", ".join(f"{k}={json.dumps(flat.get(k))}" for k in keys)
+        changed = ", ".join(f"{k}={json.dumps(flat.get(k), ensure_ascii=False)}" for k in keys)
         lines.append(f"    {epochs}: {changed}")
     lines.append("  (retraining from scratch with one fixed config is not what produced this result)")
     return lines
@@ -217,7 +232,7 @@ def render(results: Results, ranking: Ranking, show_best: bool = True,
            limit: int | None = None) -> str:
     """The summary, table (its first `limit` rows), errors, Pareto front and best trial."""
     parts = [render_summary(results, ranking), "", render_table(results, ranking, limit)]
-    errors = render_errors(ranking)
+    errors = render_errors(ranking, limit=None if limit is None else ERROR_LINES)
     if errors:
         parts += ["", errors]
     pareto = render_pareto(results, ranking, limit)

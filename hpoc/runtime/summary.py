@@ -460,7 +460,7 @@ def describe_best(summary: dict[str, Any], budget_s: float | None = None, planne
     name = summary["metrics"][0]["name"]
     value = best["metrics"].get(name)
     lines.append(f"best trial {best['trial_id']}: {name}={value:.4g} after {best['epochs']} epoch(s)")
-    lines.append("  config:  " + json.dumps(best["config"], sort_keys=True))
+    lines.append("  config:  " + json.dumps(best["config"], sort_keys=True, ensure_ascii=False))
     shown = " ".join(f"{k}={v:.4g}" if _finite(v) else f"{k}={v}"
                      for k, v in best["metrics"].items() if k != "epoch")
     lines.append("  metrics: " + shown)

@@ -327,6 +327,19 @@ def test_shards_that_failed_fast_alike_are_one_next_step(tmp_path, capsys, monke
         "shard 29 reported `val_loss` (OSError: disk full); fix the trainer, then resume"], out
 
 
+def test_a_study_stopped_by_a_full_disk_says_to_make_room_not_to_fix_the_trainer(tmp_path, capsys):
+    """The run's own stop said to free space; status said "fix the trainer, then resume"."""
+    exp = finished_local_run(tmp_path)
+    why = f"trial aaaaa_00001: no space left on a device writing under {exp} (0.0 MiB and 9 inodes free)"
+    summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in range(3)],
+            interrupted=True, metric="val_accuracy", mode="max", stopped=why)
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert f"next: shard 0 stopped itself: {why}; free space and files under {exp} (or ask for a " \
+           "larger quota), then resume\nnext: resume: " in out, out
+    assert "fix the trainer" not in out
+
+
 def test_a_study_that_failed_fast_in_its_splitter_says_to_fix_the_splitter(tmp_path, capsys, monkeypatch):
     """It said "fix the trainer" whichever step's code raised the error."""
     from submit_support import fake_squeue

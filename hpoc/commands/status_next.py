@@ -123,6 +123,7 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
     # The driver stopped them (failfast.py): resuming alone fails again. Shards stopped by
     # the same error are one step: a broken trainer stops every task of an array.
     from hpoc.runtime.failfast import what_to_fix
+    from hpoc.runtime.full import make_room
     from hpoc.runtime.summary import stopped_itself
 
     stopped_by: dict[str, list[tuple[int, list[str]]]] = {}
@@ -135,7 +136,7 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
         k, why = alike_shards[0]
         where = next((line[len("--> "):] for line in why if line.startswith("--> ")), None)
         said = next((line[len("help: "):] for line in why if line.startswith("help: ")), None)
-        fix = f"{said or what_to_fix(plan, where, why[1])}, then resume"
+        fix = f"{said or make_room(why[0]) or what_to_fix(plan, where, why[1])}, then resume"
         if len(alike_shards) == 1:
             steps.append(f"shard {k} {stopped_itself(stops[k])}; {fix}")
         else:

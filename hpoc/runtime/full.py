@@ -108,6 +108,16 @@ def stop_line(what: str, storage: str) -> str:
     return f"{what} writing under {storage}" + (f" ({left})" if left else "")
 
 
+_UNDER = re.compile(r" writing under (.+?)(?: \(\d[^()]*free\))?$")
+
+
+def make_room(stopped: str) -> str | None:
+    """What `hpoc status` says to do about a stop for want of room (a summary's `stopped`,
+    stop_line's words): free space where it ran out; None for any other stop."""
+    m = _UNDER.search(stopped) if SPACE in stopped or QUOTA in stopped else None
+    return f"free space and files under {m.group(1)} (or ask for a larger quota)" if m else None
+
+
 def hint(storage: str, again: str) -> str:
     """What to do: make room (or raise the quota), then `again` (the resume settings' step)."""
     return (f"  help: free space and files under {storage} (or ask for a larger quota; fewer "

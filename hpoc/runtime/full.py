@@ -131,6 +131,17 @@ def hint(storage: str, again: str) -> str:
             "files per trial: docs/results.md, \"Files per trial\"), then " + again)
 
 
+def after_stop(exp: str, storage: str, again: str) -> str:
+    """hint() for a run stopped for want of room in `exp`; where the state Ray saved as the
+    disk filled is cut short, running again would refuse to resume (prior.py): --fresh."""
+    cut = cut_state(exp)
+    if cut is None:
+        return hint(storage, again)
+    cut = cut.removesuffix(": the study cannot resume from it")
+    return hint(storage, f"pass --fresh to start the study over: {cut}, so the run cannot resume "
+                         "(`hpoc results` still reads its trials)")
+
+
 def forget_error_pickle(trial: object, trial_dir: str | None) -> None:
     """Ray reads a failed trial's error.pkl back from the storage for the run's results (a
     resumed run's too), and a full disk leaves that copy empty or cut short: EOFError or

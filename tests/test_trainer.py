@@ -1265,6 +1265,24 @@ def test_a_getter_that_returns_nothing_is_named_when_the_splitter_fails_on_it(tm
                             "`return`?"), message
 
 
+def test_a_getter_whose_output_the_splitter_cannot_unpack_is_named_with_what_it_returned(tmp_path):
+    """A getter that returns a file's path, not its data: the splitter failed with "too many
+    values to unpack (expected 2)", saying nothing of what it was given."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "reader.py").write_text(
+        "class Getter:\n    def execute(self):\n        return 'data.csv'\n\n"
+        "class Splitter:\n    def execute(self, data):\n        x, y = data\n        return x, y, None\n")
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"getter": {"target": "reader:Getter", "args": {}},
+                               "splitter": {"target": "reader:Splitter", "args": {}}})
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    message = str(info.value)
+    assert message.startswith("splitter `reader:Splitter` failed: ValueError: too many values to unpack")
+    assert message.endswith("\n  note: the getter `reader:Getter` returned a str ('data.csv'), which the "
+                            "splitter could not unpack"), message
+
+
 def test_a_getter_written_as_a_function_that_returns_the_data_is_told_what_a_step_is(tmp_path):
     """`def get(): return train, val` named as the getter said "has neither `execute()` nor
     `__call__`" of a getter that, as written, has `__call__`: hpoc had called it to build

@@ -462,7 +462,9 @@ def test_a_report_without_the_objective_names_what_was_reported(toy, tmp_path):
     with pytest.raises(TrainerError) as info:
         trainer(workdir).run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
     message = str(info.value)
-    assert "but not `accuracy`, the objective's metric; did you mean `val_accuracy`?" in message
+    # which of the two names to change, and where: "did you mean" alone left it to guess
+    assert ("but not `accuracy`, the objective's metric; did you mean `val_accuracy`? name it in the "
+            "spec's `objective`, or report it as `accuracy`") in message
     assert "`train_loss`" in message and "`val_loss`" in message
     assert not list((tmp_path / "run").glob("checkpoint_*"))  # it stops before saving anything
 

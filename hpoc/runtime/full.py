@@ -134,12 +134,17 @@ def hint(storage: str, again: str) -> str:
 def after_stop(exp: str, storage: str, again: str) -> str:
     """hint() for a run stopped for want of room in `exp`; where the state Ray saved as the
     disk filled is cut short, running again would refuse to resume (prior.py): --fresh."""
+    return hint(storage, fresh_after(exp) or again)
+
+
+def fresh_after(exp: str) -> str | None:
+    """The step after making room where the run in `exp` cannot resume (cut_state), or None."""
     cut = cut_state(exp)
     if cut is None:
-        return hint(storage, again)
+        return None
     cut = cut.removesuffix(": the study cannot resume from it")
-    return hint(storage, f"pass --fresh to start the study over: {cut}, so the run cannot resume "
-                         "(`hpoc results` still reads its trials)")
+    return (f"pass --fresh to start the study over: {cut}, so the run cannot resume "
+            "(`hpoc results` still reads its trials)")
 
 
 def forget_error_pickle(trial: object, trial_dir: str | None) -> None:

@@ -300,3 +300,24 @@ def test_trials_a_fail_fast_stop_caught_before_their_retry_are_failed_not_paused
     watch.STATE.failed, watch.STATE.signal = None, 12
     assert [t.status for t in watch._as_seen(trials)[0]] == ["ERROR", "PAUSED", "PENDING", "PAUSED"]
     assert watch.retry_failures(interrupted=True) == {}
+
+
+def test_a_trial_whose_objective_goes_nan_or_inf_is_said_once_as_it_reports(monkeypatch):
+    """A diverged trial went unsaid until `hpoc results` showed `nan`; without a scheduler it
+    trained on to its last epoch meanwhile."""
+    from hpoc.runtime import watch
+
+    out = io.StringIO()
+    monkeypatch.setattr(watch, "STATE", watch._State(stream=out, params=["lr"], objective="val_loss"))
+    a = SimpleNamespace(trial_id="a", status="RUNNING", config={"lr": 0.5}, last_result={})
+    b = SimpleNamespace(trial_id="b", status="RUNNING", config={"lr": 0.001}, last_result={})
+    events = watch._make_events()
+    events.on_trial_result(1, [a, b], a, {"val_loss": 0.7, "epoch": 1})
+    events.on_trial_result(1, [a, b], b, {"val_loss": 0.9, "epoch": 1})
+    assert out.getvalue() == ""
+    events.on_trial_result(2, [a, b], a, {"val_loss": float("inf"), "epoch": 2})
+    events.on_trial_result(3, [a, b], a, {"val_loss": float("nan"), "epoch": 3})  # said once
+    events.on_trial_result(2, [a, b], b, {"val_loss": 0.8, "epoch": 2})
+    assert out.getvalue() == (
+        "[hpoc] trial a (lr=0.5) diverged: `val_loss` is inf at epoch 2; it ranks last "
+        "(a smaller learning rate?)\n")

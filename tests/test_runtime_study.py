@@ -722,6 +722,11 @@ def test_the_final_report_says_why_no_trial_has_a_best_value(tmp_path):
     assert report(trial("PENDING"), trial("PENDING"), interrupted=True, stopped="all 2 trials ...") == (
         "no trial reported the objective metric `val_accuracy`: the study stopped itself, its "
         "trials failing the same way")
+    # a full disk stopped it: no trial failed the same way, and it resumes once there is room
+    full = "trial t1: no space left on a device writing under /s/results (0.0 MiB and 9 inodes free)"
+    assert report(trial("PENDING"), trial("PENDING"), interrupted=True, stopped=full) == (
+        "no trial has reported the objective metric `val_accuracy` yet: the run stopped before "
+        "any did; running the same plan again resumes it")
     # a stop that left trials Ray never made: "2 trial(s)" read as a budget of 2
     built = summary.build(plan, 0, [trial("PAUSED"), trial("PENDING")], wall_s=1.0, interrupted=True,
                           experiment_dir=tmp_path, plan_hash="sha256:0")

@@ -327,6 +327,29 @@ def test_shards_that_failed_fast_alike_are_one_next_step(tmp_path, capsys, monke
         "shard 29 reported `val_loss` (OSError: disk full); fix the trainer, then resume"], out
 
 
+def test_a_study_stopped_by_a_full_disk_says_to_make_room_not_to_fix_the_trainer(tmp_path, capsys):
+    """The run's own stop said to free space; status said "fix the trainer, then resume"."""
+    exp = finished_local_run(tmp_path)
+    why = f"trial aaaaa_00001: no space left on a device writing under {exp} (0.0 MiB and 9 inodes free)"
+    summary(exp, "tiny", [{"trial_id": f"aaaaa_0000{i}", "status": "TERMINATED"} for i in range(3)],
+            interrupted=True, metric="val_accuracy", mode="max", stopped=why)
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert f"next: shard 0 stopped itself: {why}; free space and files under {exp} (or ask for a " \
+           "larger quota), then resume\nnext: resume: " in out, out
+    assert "fix the trainer" not in out
+    # the state Ray saved as the disk filled is cut short: running again would refuse to resume
+    state = exp / "experiment_state-2026-11-30_09-55-31.json"
+    state.write_text('{"trial_data": [["a"')
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert f"next: shard 0 stopped itself: {why}; free space and files under {exp} (or ask for a " \
+           f"larger quota), then pass --fresh to start the study over: {state} is cut short (20 bytes; " \
+           "a disk full or over its quota as Ray saved it), so the run cannot resume " \
+           "(`hpoc results` still reads its trials)\n" in out, out
+    assert "next: resume" not in out
+
+
 def test_a_study_that_failed_fast_in_its_splitter_says_to_fix_the_splitter(tmp_path, capsys, monkeypatch):
     """It said "fix the trainer" whichever step's code raised the error."""
     from submit_support import fake_squeue

@@ -139,6 +139,22 @@ def test_the_hint_says_to_make_room_then_resume():
     assert line.endswith("then run the same command again")
 
 
+def test_the_stops_help_says_fresh_when_the_full_disk_cut_the_state_it_would_resume_from(tmp_path):
+    """It said "run the same command again: the study resumes", and that run refused: the
+    state Ray saved as the disk filled was cut short."""
+    again = "run the same command again: the study resumes and retries the failed trials"
+    state = tmp_path / "experiment_state-2026-11-30_09-55-31.json"
+    state.write_text('{"trial_data": [["a", "b"]], "runner_data": {}}')
+    assert full.after_stop(str(tmp_path), str(tmp_path), again) == full.hint(str(tmp_path), again)
+    state.write_text('{"trial_data": [["a"')
+    said = full.after_stop(str(tmp_path), str(tmp_path), again)
+    assert said.startswith(f"  help: free space and files under {tmp_path} (or ask")
+    assert "the study resumes" not in said
+    assert said.endswith(f"then pass --fresh to start the study over: {state} is cut short (20 bytes; "
+                         "a disk full or over its quota as Ray saved it), so the run cannot resume "
+                         "(`hpoc results` still reads its trials)")
+
+
 def test_an_error_pickle_the_full_disk_left_empty_is_removed_a_readable_one_kept(tmp_path, state, monkeypatch):
     import pickle
 

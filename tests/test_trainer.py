@@ -462,7 +462,9 @@ def test_a_report_without_the_objective_names_what_was_reported(toy, tmp_path):
     with pytest.raises(TrainerError) as info:
         trainer(workdir).run_local(dict(CONFIG, epochs=1), data[:2], directory=tmp_path / "run", plan=plan)
     message = str(info.value)
-    assert "but not `accuracy`, the objective's metric; did you mean `val_accuracy`?" in message
+    # which of the two names to change, and where: "did you mean" alone left it to guess
+    assert ("but not `accuracy`, the objective's metric; did you mean `val_accuracy`? name it in the "
+            "spec's `objective`, or report it as `accuracy`") in message
     assert "`train_loss`" in message and "`val_loss`" in message
     assert not list((tmp_path / "run").glob("checkpoint_*"))  # it stops before saving anything
 
@@ -1263,6 +1265,24 @@ def test_a_getter_that_returns_nothing_is_named_when_the_splitter_fails_on_it(tm
     assert message.startswith("splitter `reader:Splitter` failed: TypeError: cannot unpack non-iterable NoneType")
     assert message.endswith("\n  note: the getter `reader:Getter` returned None: does its execute() end with a "
                             "`return`?"), message
+
+
+def test_a_getter_whose_output_the_splitter_cannot_unpack_is_named_with_what_it_returned(tmp_path):
+    """A getter that returns a file's path, not its data: the splitter failed with "too many
+    values to unpack (expected 2)", saying nothing of what it was given."""
+    workdir = write_toy(tmp_path / "study")
+    (workdir / "reader.py").write_text(
+        "class Getter:\n    def execute(self):\n        return 'data.csv'\n\n"
+        "class Splitter:\n    def execute(self, data):\n        x, y = data\n        return x, y, None\n")
+    plan = make_plan(workdir, tmp_path / "results",
+                     pipeline={"getter": {"target": "reader:Getter", "args": {}},
+                               "splitter": {"target": "reader:Splitter", "args": {}}})
+    with pytest.raises(pipeline.PipelineError) as info:
+        pipeline.load_data(plan)
+    message = str(info.value)
+    assert message.startswith("splitter `reader:Splitter` failed: ValueError: too many values to unpack")
+    assert message.endswith("\n  note: the getter `reader:Getter` returned a str ('data.csv'), which the "
+                            "splitter could not unpack"), message
 
 
 def test_a_getter_written_as_a_function_that_returns_the_data_is_told_what_a_step_is(tmp_path):

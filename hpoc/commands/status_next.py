@@ -123,6 +123,7 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
     # The driver stopped them (failfast.py): resuming alone fails again. Shards stopped by
     # the same error are one step: a broken trainer stops every task of an array.
     from hpoc.runtime.failfast import what_to_fix
+    from hpoc.runtime.full import fresh_after, make_room
     from hpoc.runtime.summary import stopped_itself
 
     stopped_by: dict[str, list[tuple[int, list[str]]]] = {}
@@ -131,11 +132,18 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
             why = [line.strip() for line in str(s["stopped"]).splitlines()] + [""]
             stopped_by.setdefault(why[1], []).append((s["shard"], why))
     stops = {s["shard"]: s["stopped"] for s in shards if s.get("stopped")}
+    dirs = {s["shard"]: s.get("experiment_dir") for s in shards}
+    cut: set[int] = set()  # stopped for room, their state cut short: no resume, --fresh
     for error, alike_shards in stopped_by.items():
         k, why = alike_shards[0]
         where = next((line[len("--> "):] for line in why if line.startswith("--> ")), None)
         said = next((line[len("help: "):] for line in why if line.startswith("help: ")), None)
-        fix = f"{said or what_to_fix(plan, where, why[1])}, then resume"
+        room = make_room(why[0])
+        fresh = fresh_after(dirs[k]) if room and dirs.get(k) else None
+        if fresh:
+            cut.update(j for j, _ in alike_shards if fresh_after(dirs[j]))
+        fix = f"{room}, then {fresh}" if fresh else \
+            f"{said or room or what_to_fix(plan, where, why[1])}, then resume"
         if len(alike_shards) == 1:
             steps.append(f"shard {k} {stopped_itself(stops[k])}; {fix}")
         else:
@@ -146,8 +154,9 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
         return steps + [f"squeue could not be asked ({status['squeue_error']}), so this study's "
                         "queued and running jobs are unknown: run `hpoc status` again where squeue "
                         "answers (SLURM_CONF set, the controller up) before resuming or submitting"]
-    stopped = [s["shard"] for s in shards if s["state"] in ("interrupted", "unknown", "extended")
-               or (s["state"] == "not started" and status["state"] != "not started")]
+    stopped = [s["shard"] for s in shards if s["shard"] not in cut and (
+               s["state"] in ("interrupted", "unknown", "extended")
+               or (s["state"] == "not started" and status["state"] != "not started"))]
     grown = [s["grown"] for s in shards if s.get("grown")]
     if grown and status["state"] not in ("running", "queued"):  # else its jobs run them
         if status["state"] == "extended":  # nothing to resume: only the added trials to run

@@ -108,10 +108,43 @@ def stop_line(what: str, storage: str) -> str:
     return f"{what} writing under {storage}" + (f" ({left})" if left else "")
 
 
+_UNDER = re.compile(r" writing under (.+?)(?: \(\d[^()]*free\))?$")
+
+
+def for_room(stopped: str | None) -> bool:
+    """Whether a summary's `stopped` is a stop for want of room (stop_line's words), not
+    fail fast's: no trial failed the same way, and the study resumes once there is room."""
+    first = str(stopped or "").split("\n", 1)[0]
+    return bool(_UNDER.search(first)) and (SPACE in first or QUOTA in first)
+
+
+def make_room(stopped: str) -> str | None:
+    """What `hpoc status` says to do about a stop for want of room (a summary's `stopped`,
+    stop_line's words): free space where it ran out; None for any other stop."""
+    m = _UNDER.search(stopped) if for_room(stopped) else None
+    return f"free space and files under {m.group(1)} (or ask for a larger quota)" if m else None
+
+
 def hint(storage: str, again: str) -> str:
     """What to do: make room (or raise the quota), then `again` (the resume settings' step)."""
     return (f"  help: free space and files under {storage} (or ask for a larger quota; fewer "
             "files per trial: docs/results.md, \"Files per trial\"), then " + again)
+
+
+def after_stop(exp: str, storage: str, again: str) -> str:
+    """hint() for a run stopped for want of room in `exp`; where the state Ray saved as the
+    disk filled is cut short, running again would refuse to resume (prior.py): --fresh."""
+    return hint(storage, fresh_after(exp) or again)
+
+
+def fresh_after(exp: str) -> str | None:
+    """The step after making room where the run in `exp` cannot resume (cut_state), or None."""
+    cut = cut_state(exp)
+    if cut is None:
+        return None
+    cut = cut.removesuffix(": the study cannot resume from it")
+    return (f"pass --fresh to start the study over: {cut}, so the run cannot resume "
+            "(`hpoc results` still reads its trials)")
 
 
 def forget_error_pickle(trial: object, trial_dir: str | None) -> None:

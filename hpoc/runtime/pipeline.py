@@ -377,6 +377,19 @@ def _network_timeout() -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
+def _said(value: Any) -> str:
+    """A step's output in a note: its type, and its shape or a short repr."""
+    import reprlib
+
+    kind = type(value).__name__
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"a {kind} of shape {tuple(shape)}"
+    if isinstance(value, (tuple, list, dict)):
+        return f"a {kind} of {len(value)} item(s)"
+    return f"a {kind} ({reprlib.repr(value)})"
+
+
 def _load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
     steps, workdir = plan["pipeline"], plan["source"]["workdir"]
     out: Any = None
@@ -391,11 +404,17 @@ def _load_data(plan: dict[str, Any]) -> tuple[Any, Any, Any] | None:
         try:
             out = _run_step(splitter, "splitter", steps["splitter"]["target"], *args)
         except PipelineError as exc:
-            if not have or out is not None:
+            if not have:
                 raise
-            # a getter without its `return`: the splitter is where it fails
-            raise PipelineError(f"{exc}\n  note: the getter `{steps['getter']['target']}` returned None: "
-                                "does its execute() end with a `return`?") from exc.__cause__
+            getter = steps["getter"]["target"]
+            if out is None:  # a getter without its `return`: the splitter is where it fails
+                raise PipelineError(f"{exc}\n  note: the getter `{getter}` returned None: "
+                                    "does its execute() end with a `return`?") from exc.__cause__
+            if isinstance(exc.__cause__, (TypeError, ValueError)) and "unpack" in str(exc.__cause__):
+                # `x, y = data` of a path, a dict or one array: the getter's output is the cause
+                raise PipelineError(f"{exc}\n  note: the getter `{getter}` returned {_said(out)}, "
+                                    "which the splitter could not unpack") from exc.__cause__
+            raise
         have = True
     if not have:
         return None

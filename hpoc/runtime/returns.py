@@ -178,9 +178,12 @@ def require_objective(plan: dict[str, Any] | None, result: dict[str, Any],
     wanted = [m["name"] for m in ((plan or {}).get("objective") or {}).get("metrics") or ()]
     missing = [name for name in wanted if name not in result]
     if missing:
-        from hpoc.errors import did_you_mean
+        from hpoc.errors import closest
 
-        hint = did_you_mean(missing[0], list(result))
+        close = closest(missing[0], list(result))
+        # either name may be the one to change: say both, and where
+        hint = close and (f"did you mean `{close}`? name it in the spec's `objective`, or report it "
+                          f"as `{missing[0]}`")
         cause = (why or {}).get(missing[0])
         if cause:  # short: the study prints one line of it per trial
             raise TrainerError(f"`{missing[0]}`, the objective's metric, is missing: {cause}")

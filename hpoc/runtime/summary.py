@@ -34,7 +34,7 @@ from hpoc import unranked
 from hpoc.files import read_json_lines, read_json_object, trial_path
 from hpoc.runtime.crash import died, died_line, stack_of, with_crash
 from hpoc.runtime.shards import shared_budget
-from hpoc.runtime import timelimit
+from hpoc.runtime import full, timelimit
 from hpoc.runtime.space import trial_config
 from hpoc.counts import counted
 
@@ -453,9 +453,11 @@ def describe_best(summary: dict[str, Any], budget_s: float | None = None, planne
         lines.append("the study has no objective: trials are not ranked")
         return "\n".join(lines)
     if best is None:
+        # a stop for want of room is no trial failing the same way: it resumes once there is room
+        failed_fast = bool(summary.get("stopped")) and not full.for_room(summary["stopped"])
         lines.append(unranked.why(objective(summary), outcomes(summary),
                                   errors_said(summary), stopped=bool(summary.get("interrupted")),
-                                  failed_fast=bool(summary.get("stopped")), budget_s=budget_s, words=words))
+                                  failed_fast=failed_fast, budget_s=budget_s, words=words))
         return "\n".join(lines)
     name = summary["metrics"][0]["name"]
     value = best["metrics"].get(name)

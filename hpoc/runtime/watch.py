@@ -10,6 +10,7 @@ resets it in place (`STATE.__init__()`) and never rebinds it."""
 from __future__ import annotations
 
 import functools
+import math
 import signal
 import sys
 import time
@@ -63,6 +64,8 @@ class _State:
     # trial id -> (when, its directory): the empty rank crash files to remove then
     rank_crashes: dict[str, tuple[float, str | None]] = field(default_factory=dict)
     swept: set[str] = field(default_factory=set)  # ... and those removed after their trial ended
+    objective: str | None = None  # the first objective metric's name
+    diverged: set[str] = field(default_factory=set)  # trials said to have diverged
 
     @property
     def stopping(self) -> bool:
@@ -90,6 +93,7 @@ def begin(plan: dict[str, Any], stream: TextIO) -> None:
     STATE.params = [p["name"] for p in plan["space"]["params"]]
     STATE.max_retries = plan["failure"]["max_retries"] or 0
     STATE.resume = bool(plan["resume"]["enabled"])
+    STATE.objective = ((plan.get("objective") or {}).get("metrics") or [{}])[0].get("name")
     if plan["resources"]["workers"] > 1:  # trials of Ray Train runs (and warm groups)
         STATE.sweep_at = 0.0
 
@@ -200,6 +204,7 @@ def _events_class() -> type:
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             clock.TIMES.reported(trial.trial_id, result)
             STATE.retrying.pop(trial.trial_id, None)
+            _diverged(trial, result)
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             _trial_started(trial)
@@ -427,6 +432,18 @@ def _has_checkpoint(trial: Any) -> bool:
     from hpoc.runtime.trial import train_runs_dir
 
     return any(train_runs_dir(STATE.experiment).joinpath(trial.trial_id).glob("checkpoint_*"))
+
+
+def _diverged(trial: Any, result: dict) -> None:
+    """Say once that a trial's objective went NaN or inf: `hpoc results` showed it only at
+    the end, and without a scheduler the trial trains on to its last epoch."""
+    value = result.get(STATE.objective) if STATE.objective else None
+    if not isinstance(value, float) or math.isfinite(value) or trial.trial_id in STATE.diverged:
+        return
+    STATE.diverged.add(trial.trial_id)
+    epoch = result.get("epoch", result.get("training_iteration"))
+    at = f" at epoch {epoch}" if epoch is not None else ""
+    _trial_line(trial, f"diverged: `{STATE.objective}` is {value}{at}; it ranks last (a smaller learning rate?)")
 
 
 def _trial_line(trial: Any, what: str, error: str | None = None) -> None:

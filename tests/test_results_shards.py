@@ -110,11 +110,15 @@ def _time_budget(plan: dict) -> None:
     plan["trials"]["time_budget_s"] = 3600
 
 
+def _walltime(plan: dict) -> None:  # a longer `slurm.time` for the array's resumed tasks
+    plan["slurm"] = {"time": "48:00:00"}
+
+
 def test_shards_whose_plans_differ_in_what_changes_no_trial_are_not_said_to_differ(tmp_path, capsys):
     """Shard 0 ran before the project was moved (its paths the old ones), or one shard ran
     after the study was extended: each read `ran another plan (the plans differ in `source`,
     `storage`)`, of one search, whichever shard it was."""
-    for change in (_moved, _more_trials, _time_budget):
+    for change in (_moved, _more_trials, _time_budget, _walltime):
         for shard in (0, 1):
             base = tmp_path / f"{change.__name__}-{shard}"
             root = sharded_run(base / "results", 2, ran=[0, 1], plans={shard: _ran(base, change, shard)})

@@ -39,6 +39,23 @@ def test_another_type_or_message_is_another_error():
     assert signature("") is None and signature(None) is None and signature("errored") is None
 
 
+def test_an_exit_code_signal_or_errno_is_the_failure_not_a_number_of_it():
+    """A process killed by the OOM killer (137) and one whose Python exited 1 are two
+    failures: as "alike but for numbers" the 137s hid the code-1 trials' cause."""
+    def died(code):
+        return signature(f"the trial's process exited with code {code}")
+
+    assert died(137) != died(1) and died(137) == signature("the trial's process exited with code 137")
+    assert signature("CalledProcessError: Command 'x' returned non-zero exit status 1.") != \
+        signature("CalledProcessError: Command 'x' returned non-zero exit status 2.")
+    assert signature("RuntimeError: worker exitcode=-9") != signature("RuntimeError: worker exitcode=-11")
+    assert signature("RuntimeError: killed by signal 9") != signature("RuntimeError: killed by signal 11")
+    assert signature("OSError: [Errno 28] disk") != signature("OSError: [Errno 5] disk")
+    # the rank that died is still a number of the same failure
+    assert signature("the process of the trial's rank 0 exited with code 1") == \
+        signature("the process of the trial's rank 3 exited with code 1")
+
+
 def test_the_trials_own_id_and_directory_do_not_make_errors_differ():
     def err(tid):
         return _text(f"FileNotFoundError: /r/toy/trial_00001_{tid}/ckpt.pt not found ({tid})")

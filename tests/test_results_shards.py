@@ -89,3 +89,38 @@ def test_results_of_a_run_killed_before_its_first_trial_say_so(tmp_path, capsys)
     assert code == 2
     assert "a run began there but stopped before its first trial" in err, err
     assert "not an hpoc/Ray Tune experiment directory" not in err, err
+
+
+def _ran(tmp_path: Path, change, shard: int) -> dict:
+    """The study's plan as shard `shard`'s run had it: `change` made to it."""
+    plan = make_plan(tmp_path / "results", "arr", shards=2)
+    change(plan)
+    return json.loads(dumps({k: v for k, v in plan.items() if k != "content_hash"}))
+
+
+def _moved(plan: dict) -> None:  # the project ran at /old before an `mv` to where it is
+    plan["source"]["workdir"], plan["storage"]["path"] = "/old/project", "/old/project/results"
+
+
+def _more_trials(plan: dict) -> None:  # `num_samples` raised: the study extended
+    plan["trials"]["num_samples"] = 20
+
+
+def _time_budget(plan: dict) -> None:
+    plan["trials"]["time_budget_s"] = 3600
+
+
+def _walltime(plan: dict) -> None:  # a longer `slurm.time` for the array's resumed tasks
+    plan["slurm"] = {"time": "48:00:00"}
+
+
+def test_shards_whose_plans_differ_in_what_changes_no_trial_are_not_said_to_differ(tmp_path, capsys):
+    """Shard 0 ran before the project was moved (its paths the old ones), or one shard ran
+    after the study was extended: each read `ran another plan (the plans differ in `source`,
+    `storage`)`, of one search, whichever shard it was."""
+    for change in (_moved, _more_trials, _time_budget, _walltime):
+        for shard in (0, 1):
+            base = tmp_path / f"{change.__name__}-{shard}"
+            root = sharded_run(base / "results", 2, ran=[0, 1], plans={shard: _ran(base, change, shard)})
+            code, out, err = run(capsys, "results", root)
+            assert code == 0 and "another plan" not in err, (change.__name__, shard, err)

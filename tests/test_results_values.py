@@ -174,3 +174,15 @@ def test_the_reports_errors_group_alike_errors_and_stay_short():
     assert page.count("<details>") == html.ERROR_ENTRIES
     assert "450 trials, alike but for numbers or ids: RuntimeError: CUDA out of memory." in page
     assert "31 more errors (of 31 trials)" in page and "hpoc results results/s --all" in page
+
+
+def test_processes_that_exited_with_other_codes_are_other_errors():
+    """Three trials killed by the OOM killer (exit code 137) and one whose Python exited 1:
+    one line, `alike but for numbers`, showed code 137 and hid the other failure."""
+    codes = [137, 137, 1, 137]
+    trials = [Trial(f"aaaaa_{i:05d}", "ERROR", {"lr": 0.1}, [{"training_iteration": 1, "val_loss": 1.0}],
+                    error=f"the trial's process exited with code {code}") for i, code in enumerate(codes)]
+    results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [])
+    lines = table.render_errors(rank(results)).splitlines()[1:]
+    assert lines == ["  3 trials (aaaaa_00000, aaaaa_00001, aaaaa_00003): the trial's process exited with code 137",
+                     "  aaaaa_00002: the trial's process exited with code 1"], lines

@@ -327,7 +327,7 @@ def _mixed_plans(root: Path, shards: list[Shard]) -> str | None:
     first, reference = ran[0]
     differ: dict[tuple[str, ...], list[int]] = {}
     for k, recorded in ran[1:]:
-        if parts := marker.differences(recorded, reference):  # [] : a marker too old to tell
+        if parts := _other_search(recorded, reference):
             differ.setdefault(tuple(parts), []).append(k)
     if not differ:
         return None
@@ -336,6 +336,18 @@ def _mixed_plans(root: Path, shards: list[Shard]) -> str | None:
                      for parts, ks in differ.items())
     return (f"{root}: {said}: their trials are ranked together; pass the study's spec or build "
             "directory to be told which shards ran it")
+
+
+def _other_search(recorded: dict, reference: dict) -> list[str] | None:
+    """The plan parts in which two shards' runs differ, or None (or [], a marker too old to
+    tell) when they ran one search: their paths alone differ (the project moved between
+    them), or a budget that grows (the study extended), whichever shard ran first."""
+    from hpoc.runtime import marker
+
+    parts = marker.differences(recorded, reference)
+    if not parts or marker.ran_in(recorded, reference, parts) is not None:
+        return None
+    return parts if marker.differences(reference, recorded) else None
 
 
 def _planned_shards(plan: dict | None, shards: list[Shard], shard_dirs: list[tuple[int, Path]],

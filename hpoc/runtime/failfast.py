@@ -29,8 +29,10 @@ DEFAULT = 3  # `failure.fail_fast` of plans compiled before it existed
 
 # 0x7f3a…, and ids: Ray's actor, task and trial ids (8+ hex digits, one a digit at least)
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-f]*\d)[0-9a-f]{8,}\b")
-# numbers, and the sizes of a shape (torch's `64x13`), not a name's digits (`x1`, `conv2`)
-_NUMBER = re.compile(r"(?:(?<![A-Za-z_])|(?<=\dx))[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
+# numbers, and the sizes of a shape (torch's `64x13`), not a name's digits (`x1`, `conv2`);
+# an exit code, signal or errno is kept (`kept`): 137 (the OOM killer) and 1 are two causes
+_NUMBER = re.compile(r"(?P<kept>(?i:\b(?:exit(?:ed with)? ?code|exit status|signal|errno|error code)\W{0,3}"
+                     r"[-+]?\d+))|(?:(?<![A-Za-z_])|(?<=\dx))[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
 
 
 def signature(text: str | None, trial_id: str | None = None, path: str | None = None,
@@ -44,7 +46,7 @@ def signature(text: str | None, trial_id: str | None = None, path: str | None = 
     for own in sorted(filter(None, (path, trial_id)), key=len, reverse=True):
         line = line.replace(own, "<trial>")
     line = _HEX.sub("<addr>", line)
-    return _NUMBER.sub("<n>", line) if numbers else line
+    return _NUMBER.sub(lambda m: m["kept"] or "<n>", line) if numbers else line
 
 
 @dataclass

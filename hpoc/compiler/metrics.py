@@ -177,7 +177,8 @@ def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
 
 def config_used_whole(target: str, workdir: str | None) -> bool | None:
     """Whether the trainer's module hands the trial config on as a whole (`Net(**config)`,
-    `build(config)`, a loop over its items), so that any key may be read; None when its source
+    `build(cfg)` in a hook whatever its argument's name, a loop over its items, the trainer
+    itself to a helper: `build(self)`), so that any key may be read; None when its source
     is not read. Reading it by key (`config["k"]`, `.get("k")`, `"k" in config`), logging it
     (`hyperparams=`) and binding it to `self.training_config` are not; nor is `__init__`'s
     `config`, itwinai's study config."""
@@ -189,9 +190,13 @@ def config_used_whole(target: str, workdir: str | None) -> bool | None:
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or fn.name == "__init__":
             continue
         args = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)]
-        # `train`'s first argument is the trial config whatever its name (`train(self, hparams, data)`)
-        names = {"config"} & set(args) | ({args[1]} if fn.name == "train" and len(args) > 1 else set())
+        # a hook's config argument whatever its name (`create_model(self, cfg)`, itwinai's
+        # `train(self, hparams, data)`): hpoc passes it by position
+        at = _CONFIG_ARG.get(fn.name, 0)
+        names = {"config"} & set(args) | ({args[at]} if 0 < at < len(args) else set())
         for node in ast.walk(fn):
+            if _hands_on_self(node):
+                return True  # `build(self)`: the helper may read `trainer.config[...]`
             if not (isinstance(getattr(node, "ctx", None), ast.Load)
                     and (_is_config(node, False) or isinstance(node, ast.Name) and node.id in names)):
                 continue
@@ -206,6 +211,23 @@ def config_used_whole(target: str, workdir: str | None) -> bool | None:
                 continue
             return True
     return False
+
+
+# The position of the trial config among a hook's arguments (`self` first): hpoc's hooks
+# (trainer_hooks.HOOKS) and `train`, an itwinai loop's `train(self, config, ...)`.
+_CONFIG_ARG = {"create_model": 1, "create_loss": 1, "create_model_loss_optimizer": 1,
+               "create_optimizer": 2, "create_lr_scheduler": 2, "train": 1}
+# Calls that take `self` without reading its config.
+_SELF_CALLS = frozenset({"super", "isinstance", "type", "getattr", "hasattr", "setattr", "id", "print",
+                         "repr", "str", "callable"})
+
+
+def _hands_on_self(node: ast.AST) -> bool:
+    """A call that gets `self` as an argument (`build(self)`, `Helper(trainer=self)`)."""
+    if not isinstance(node, ast.Call) or (isinstance(node.func, ast.Name) and node.func.id in _SELF_CALLS):
+        return False
+    given = [*node.args, *(k.value for k in node.keywords)]
+    return any(isinstance(a, ast.Name) and a.id == "self" for a in given)
 
 
 def _named(key: ast.AST) -> bool:

@@ -1,0 +1,45 @@
+"""Valid studies whose trainers read their config the ways users write them: no warning
+that a searched parameter is never read (HP816), nor that `val_accuracy` is never
+reported (HP801). A false warning on a valid study teaches users to ignore warnings."""
+
+from __future__ import annotations
+
+from hpo_util import diagnostics
+
+SPEC = ('study "t"\npipeline { trainer = t:T%s }\nspace {\n  hidden = choice(8, 16)\n'
+        '  act = choice(relu, tanh)\n%s  epochs = 2\n}\n%s')
+
+
+def _codes(tmp_path, trainer: str, args: str = "", space: str = "", more: str = "", code: str = "HP816") -> list:
+    (tmp_path / "t.py").write_text(trainer, encoding="utf-8")
+    return [d for d in diagnostics(SPEC % (args, space, more), str(tmp_path)) if d.code == code]
+
+
+def test_a_hook_s_config_of_another_name_handed_on_whole_is_read(tmp_path) -> None:
+    """`def create_model(self, cfg): return build(cfg)`: hpoc passes the trial config to the
+    hook whatever its parameter's name, and `build` (another module's) reads every key; both
+    searched parameters were warned as never read."""
+    for hook in ("create_model(self, cfg):\n        return build(cfg)",
+                 "create_model(self, hp):\n        return Net(**hp)",
+                 "create_model_loss_optimizer(self, params):\n        return build(params), None, None",
+                 "create_model(self, config):\n        return None\n\n"
+                 "    def create_optimizer(self, model, cfg):\n        return opt(model, cfg)"):
+        trainer = f"import hpoc\nfrom models import build, Net, opt\n\nclass T(hpoc.Trainer):\n    def {hook}\n"
+        assert _codes(tmp_path, trainer) == [], hook
+    # a hook's other argument is not the config: `model` handed on reads no key
+    trainer = ("import hpoc\nfrom models import build\n\nclass T(hpoc.Trainer):\n"
+               "    def create_model(self, config):\n        return build(config['hidden'])\n\n"
+               "    def create_optimizer(self, model, config):\n        return wrap(model)\n")
+    assert [d.message.split(":")[0] for d in _codes(tmp_path, trainer)] == ["the trainer never reads the searched `act`"]
+
+
+def test_a_trainer_handed_to_a_helper_is_read_there(tmp_path) -> None:
+    """`return build(self)`, where `build` (another module) reads `trainer.config["act"]`:
+    the helper has the whole trial config."""
+    trainer = ("import hpoc\nfrom models import build\n\nclass T(hpoc.Trainer):\n"
+               "    def create_model(self, config):\n        return build(self)\n")
+    assert _codes(tmp_path, trainer) == []
+    # `super(T, self)`, `isinstance(self, ...)` hand nothing on
+    trainer = ("import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+               "        assert isinstance(self, T)\n        return make(config['hidden'])\n")
+    assert len(_codes(tmp_path, trainer)) == 1

@@ -43,3 +43,22 @@ def test_a_trainer_handed_to_a_helper_is_read_there(tmp_path) -> None:
     trainer = ("import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
                "        assert isinstance(self, T)\n        return make(config['hidden'])\n")
     assert len(_codes(tmp_path, trainer)) == 1
+
+
+def test_a_parameter_that_only_repeats_runs_is_not_called_unread(tmp_path) -> None:
+    """`rep = grid(1, 2, 3)` or `seed = grid(...)`, which no trainer reads, runs each
+    configuration three times, each trial with its own seed: HP816 called it a value nothing
+    reads (and told a grid `seed` to move to `training`, which takes one number)."""
+    trainer = ("import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+               "        return make(config['hidden'], config['act'])\n")
+    for space in ("  rep = grid(1, 2, 3)\n", "  seed = grid(1, 2, 3)\n", "  run_id = grid(0, 1)\n",
+                  "  seed = randint(0, 1000)\n", "  replicate = choice(1, 2)\n"):
+        assert _codes(tmp_path, trainer, space=space) == [], space
+    # another grid nothing reads is still told, with the grid's own way to repeat
+    (d,) = _codes(tmp_path, trainer, space="  width = grid(8, 16)\n")
+    assert d.message.startswith("the trainer never reads the searched `width`")
+    assert d.help == ('read it in the trainer (`config["width"]`), or remove it (to run each configuration '
+                      'several times, `trials { num_samples = N }` repeats the grid)')
+    # a constant seed in the space is still sent to `training`
+    (d,) = _codes(tmp_path, trainer, space="  seed = 3\n")
+    assert d.help == "move it: `training { seed = ... }`"

@@ -600,12 +600,23 @@ def _unread_params(ch: Checker, out: dict[str, Any], workdir: str | None) -> Non
     known |= {p["condition"]["param"].split(".")[0] for p in out["space"]["params"] if p.get("condition")}
     for i, p in enumerate(out["space"]["params"]):
         top = p["name"].split(".")[0]
-        if top in known or (p["name"] not in T.MODEL_WORDS and T.key_home(p["name"]) in T.RUN_SECTIONS):
+        if top in known or _REPLICATE.fullmatch(p["name"]):
+            continue  # `rep = grid(1, 2, 3)`: repeats each configuration, read or not
+        if p["name"] not in T.MODEL_WORDS and T.key_home(p["name"]) in T.RUN_SECTIONS:
             continue  # a setting of another section: _settings_in_space says where it belongs
         reads = sorted((config_keys_read(target, workdir) or {}).keys() | {"batch_size", "epochs"})
+        repeat = (" (to run each configuration several times, `trials { num_samples = N }` repeats the grid)"
+                  if p["domain"] == "grid" else "")
         ch.warn(WARN_UNREAD, f"the trainer never reads the searched `{top}`: its module ({module}) never names "
                              "it, so every trial trains alike whatever its value", ch.spans.get(f"space.params.{i}"),
-                help=did_you_mean(top, reads) or f"read it in the trainer (`config[\"{top}\"]`), or remove it")
+                help=did_you_mean(top, reads) or f"read it in the trainer (`config[\"{top}\"]`), or remove it{repeat}")
+
+
+# A searched parameter that only repeats each configuration (`rep = grid(1, 2, 3)`, a searched
+# `seed`): each trial has its own seed anyway (`training.seed` and its index), so no trainer
+# needs to read it.
+_REPLICATE = re.compile(r"(random_)?(seed|rep|repeat|repetition|replicate|replica|replication|run|trial|copy)s?"
+                        r"([_-]?(id|idx|index|no|num|number|nr|value))?")
 
 
 def _optimizer_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
@@ -637,6 +648,8 @@ def _settings_in_space(ch: Checker, out: dict[str, Any], workdir: str | None) ->
     spans = {p["name"]: ch.spans.get(f"space.params.{i}") for i, p in enumerate(space["params"])}
     homes = {}
     for name in [p["name"] for p in space["params"]] + list(space["constants"]):
+        if name not in space["constants"] and _REPLICATE.fullmatch(name):
+            continue  # a searched `seed = grid(1, 2, 3)` repeats runs: `training` takes one number
         home = T.key_home(name) if name not in T.MODEL_WORDS else None
         if home in T.RUN_SECTIONS:
             homes[name] = home

@@ -62,3 +62,30 @@ def test_a_parameter_that_only_repeats_runs_is_not_called_unread(tmp_path) -> No
     # a constant seed in the space is still sent to `training`
     (d,) = _codes(tmp_path, trainer, space="  seed = 3\n")
     assert d.help == "move it: `training { seed = ... }`"
+
+
+def test_val_accuracy_of_a_trainer_whose_task_is_not_regression_at_runtime_is_not_warned(tmp_path) -> None:
+    """HP801 read `task = "regression"` off the class or the spec's argument alone: a trainer
+    that sets `self.task` itself (a regression trainer with a classification mode), one whose
+    own `__init__` keeps the `task` argument, or one whose loop of its own reports what a
+    helper returns, was told `val_accuracy` is never reported."""
+    head = "import hpoc\nfrom helpers import evaluate\n\nclass T(hpoc.Trainer):\n"
+    model = "    def create_model(self, config):\n        return make(config['hidden'], config['act'])\n"
+    objective = "objective maximize val_accuracy\n"
+    cases = {
+        '(mode = "classify")': '    task = "regression"\n\n    def __init__(self, mode="regression", **kw):\n'
+                               '        super().__init__(**kw)\n'
+                               '        self.task = "classification" if mode == "classify" else "regression"\n\n',
+        '(task = "regression")': '    def __init__(self, task="classification", **kw):\n'
+                                 '        super().__init__(**kw)\n        self.target_kind = task\n\n',
+        "": '    task = "regression"\n\n    def train(self):\n        self.setup()\n'
+            '        for epoch in range(self.epochs):\n            self.train_epoch(epoch)\n'
+            '            self.report(evaluate(self), epoch=epoch)\n\n',
+    }
+    for args, body in cases.items():
+        found = _codes(tmp_path, head + body + model, args, more=objective, code="HP801")
+        assert [d for d in found if "val_accuracy" in d.message] == [], args
+    # an `__init__` that hands `task` on to hpoc.Trainer is still a regression trainer
+    body = ('    def __init__(self, task="classification", **kw):\n        super().__init__(task=task, **kw)\n\n')
+    (d,) = _codes(tmp_path, head + body + model, '(task = "regression")', more=objective, code="HP801")
+    assert d.message.startswith("metric `val_accuracy` is not reported for a regression trainer")

@@ -45,9 +45,9 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module, target_tree
 from hpoc.compiler.targets import check_step, function_step, without_execute
-from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, class_constant, cuda_lines, defines,
+from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, defines,
                                          hook_problems, itwinai_strategy_calls, keeps_default, loader_workers,
-                                         model_config_reads, module_names, not_a_trainer, several_gpus,
+                                         model_config_reads, module_names, not_a_trainer, scored_task, several_gpus,
                                          silent_loop, unread_optimizer_keys, unread_trainer_args, unrestored_loop)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Param, Space, as_count, domain_maps, is_count, low_end
@@ -183,9 +183,8 @@ def _regression_accuracy(ch: Checker, out: dict[str, Any], reports: Reports, wor
     own, reported = reports
     if own is not None or "val_accuracy" in (reported or ()):
         return  # a loop of its own, or a module that reports it itself
-    target = trainer_target(out)
     args = ((out.get("pipeline") or {}).get("trainer") or {}).get("args") or {}
-    task = args["task"] if "task" in args else class_constant(target, workdir, "task") if target else None
+    task = scored_task(trainer_target(out), workdir, args)
     for i, m in enumerate(out["objective"]["metrics"]):
         if m["name"] == "val_accuracy" and task == "regression":
             ch.warn(WARN_METRIC, "metric `val_accuracy` is not reported for a regression trainer "

@@ -39,6 +39,12 @@ def test_a_trainer_handed_to_a_helper_is_read_there(tmp_path) -> None:
     trainer = ("import hpoc\nfrom models import build\n\nclass T(hpoc.Trainer):\n"
                "    def create_model(self, config):\n        return build(self)\n")
     assert _codes(tmp_path, trainer) == []
+    # or kept from `__init__`, to read the config once the trial has one
+    trainer = ("import hpoc\nfrom models import Builder\n\nclass T(hpoc.Trainer):\n"
+               "    def __init__(self, **args):\n        super().__init__(**args)\n"
+               "        self.builder = Builder(trainer=self)\n\n"
+               "    def create_model(self, config):\n        return self.builder.model()\n")
+    assert _codes(tmp_path, trainer) == []
     # `super(T, self)`, `isinstance(self, ...)` hand nothing on
     trainer = ("import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
                "        assert isinstance(self, T)\n        return make(config['hidden'])\n")

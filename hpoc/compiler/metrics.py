@@ -187,7 +187,11 @@ def config_used_whole(target: str, workdir: str | None) -> bool | None:
         return None
     parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
     for fn in ast.walk(tree):
-        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or fn.name == "__init__":
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if any(_hands_on_self(node) for node in ast.walk(fn)):
+            return True  # `build(self)`, `Helper(self)`: it may read `trainer.config[...]`
+        if fn.name == "__init__":
             continue
         args = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)]
         # a hook's config argument whatever its name (`create_model(self, cfg)`, itwinai's
@@ -195,8 +199,6 @@ def config_used_whole(target: str, workdir: str | None) -> bool | None:
         at = _CONFIG_ARG.get(fn.name, 0)
         names = {"config"} & set(args) | ({args[at]} if 0 < at < len(args) else set())
         for node in ast.walk(fn):
-            if _hands_on_self(node):
-                return True  # `build(self)`: the helper may read `trainer.config[...]`
             if not (isinstance(getattr(node, "ctx", None), ast.Load)
                     and (_is_config(node, False) or isinstance(node, ast.Name) and node.id in names)):
                 continue

@@ -95,3 +95,17 @@ def test_val_accuracy_of_a_trainer_whose_task_is_not_regression_at_runtime_is_no
     body = ('    def __init__(self, task="classification", **kw):\n        super().__init__(task=task, **kw)\n\n')
     (d,) = _codes(tmp_path, head + body + model, '(task = "regression")', more=objective, code="HP801")
     assert d.message.startswith("metric `val_accuracy` is not reported for a regression trainer")
+
+
+def test_a_trainer_argument_searched_in_space_is_unread(tmp_path) -> None:
+    """`grad_accumulation_steps = choice(1, 2)` in `space`: hpoc.Trainer reads it (and `task`)
+    as the trainer's argument only, so every trial trained alike; HP816 took them for values
+    hpoc's loop reads from the trial config, and said nothing."""
+    trainer = ("import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+               "        return make(config['hidden'], config['act'])\n")
+    (d,) = _codes(tmp_path, trainer, space="  grad_accumulation_steps = choice(1, 2)\n")
+    assert d.message.startswith("the trainer never reads the searched `grad_accumulation_steps`")
+    assert d.help == ("hpoc.Trainer reads `grad_accumulation_steps` as the trainer's argument only, one value "
+                      "for every trial: `trainer = t:T(grad_accumulation_steps = ...)`")
+    # what the loop does read from the trial config is not told
+    assert _codes(tmp_path, trainer, space="  batch_size = choice(16, 32)\n  lr = loguniform(1e-4, 1e-2)\n") == []

@@ -593,8 +593,9 @@ def _unread_params(ch: Checker, out: dict[str, Any], workdir: str | None) -> Non
     if not found:
         return
     module, named = found
-    # what hpoc's runtime reads too: the loop's counts, the default optimizer (a name or a group)
-    known = set(named) | set(TRAINER_ARGS) | set(OPTIMIZER_READS) | {"optimizer"}
+    # what hpoc's runtime reads too: the loop's counts, the default optimizer (a name or a group;
+    # `name` only in its group); `task` and `grad_accumulation_steps` are arguments, not config
+    known = set(named) | {"epochs", "batch_size", "optimizer"} | set(OPTIMIZER_READS) - {"name"}
     # a condition's parameter decides which others a trial has (`reg` for `dropout`)
     known |= {p["condition"]["param"].split(".")[0] for p in out["space"]["params"] if p.get("condition")}
     for i, p in enumerate(out["space"]["params"]):
@@ -606,9 +607,12 @@ def _unread_params(ch: Checker, out: dict[str, Any], workdir: str | None) -> Non
         reads = sorted((config_keys_read(target, workdir) or {}).keys() | {"batch_size", "epochs"})
         repeat = (" (to run each configuration several times, `trials { num_samples = N }` repeats the grid)"
                   if p["domain"] == "grid" else "")
+        argument = (f"hpoc.Trainer reads `{top}` as the trainer's argument only, one value for every trial: "
+                    f"`trainer = {target}({top} = ...)`") if top in TRAINER_ARGS else None
         ch.warn(WARN_UNREAD, f"the trainer never reads the searched `{top}`: its module ({module}) never names "
                              "it, so every trial trains alike whatever its value", ch.spans.get(f"space.params.{i}"),
-                help=did_you_mean(top, reads) or f"read it in the trainer (`config[\"{top}\"]`), or remove it{repeat}")
+                help=argument or did_you_mean(top, reads)
+                or f"read it in the trainer (`config[\"{top}\"]`), or remove it{repeat}")
 
 
 # A searched parameter that only repeats each configuration (`rep = grid(1, 2, 3)`, a searched

@@ -109,3 +109,20 @@ def test_a_trainer_argument_searched_in_space_is_unread(tmp_path) -> None:
                       "for every trial: `trainer = t:T(grad_accumulation_steps = ...)`")
     # what the loop does read from the trial config is not told
     assert _codes(tmp_path, trainer, space="  batch_size = choice(16, 32)\n  lr = loguniform(1e-4, 1e-2)\n") == []
+
+
+def test_a_helper_given_a_group_of_the_config_reads_that_group(tmp_path) -> None:
+    """`build_optimizer(model.parameters(), config["optimizer"])`, whose `config["lr"]` reads
+    the group: HP811 said the trial config lacks `lr` (a KeyError in every trial) and told the
+    user to read `config["optimizer"]["lr"]`, which the helper's call already does."""
+    trainer = ("import hpoc\n\ndef build_optimizer(params, config):\n"
+               "    return sgd(params, lr=config['lr'], momentum=config['momentum'])\n\n"
+               "class T(hpoc.Trainer):\n    def create_model(self, config):\n"
+               "        return make(config['hidden'], config['act'])\n\n"
+               "    def create_optimizer(self, model, config):\n"
+               "        return build_optimizer(model.parameters(), config['optimizer'])\n")
+    space = "  optimizer { lr = loguniform(1e-4, 1e-2), momentum = uniform(0.5, 0.9) }\n"
+    assert _codes(tmp_path, trainer, space=space, code="HP811") == []
+    # a helper handed the whole config still reads the trial's keys
+    (d,) = _codes(tmp_path, trainer.replace("config['optimizer'])", "config)"), space=space, code="HP811")[:1]
+    assert d.help == '`space` sets `optimizer.lr`, which a trial gets nested: read `config["optimizer"]["lr"]`'

@@ -153,7 +153,8 @@ def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
             continue
         params = {a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)}
         local = "config" in params and not any(
-            isinstance(n, ast.Name) and n.id == "config" and not isinstance(n.ctx, ast.Load) for n in ast.walk(fn))
+            isinstance(n, ast.Name) and n.id == "config" and not isinstance(n.ctx, ast.Load) for n in ast.walk(fn)) \
+            and _given_whole(tree, fn)
         for node in ast.walk(fn):
             if isinstance(node, (ast.Assign, ast.AnnAssign)):
                 for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
@@ -173,6 +174,28 @@ def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
             else:
                 written.add(key)
     return {k: line for k, line in reads.items() if k not in written}
+
+
+def _given_whole(tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether the module's calls of `fn` give its `config` the trial config (`config`,
+    `self.config`), not a part of it (`build(params, config["optimizer"])`, whose
+    `config["lr"]` reads the group)."""
+    args = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
+    at = args.index("config") if "config" in args else None
+    for call in ast.walk(tree):
+        if not isinstance(call, ast.Call) or fn.name != (call.func.id if isinstance(call.func, ast.Name)
+                                                          else getattr(call.func, "attr", None)):
+            continue
+        given = next((k.value for k in call.keywords if k.arg == "config"), None)
+        if given is None and at is not None:
+            shift = 1 if isinstance(call.func, ast.Attribute) and args[:1] in (["self"], ["cls"]) else 0
+            before = call.args[: at - shift + 1]
+            if at - shift < len(call.args) and not any(isinstance(a, ast.Starred) for a in before):
+                given = call.args[at - shift]
+        if given is not None and not (isinstance(given, ast.Name) and given.id == "config"
+                                      or config_attribute(given)):
+            return False
+    return True
 
 
 def config_used_whole(target: str, workdir: str | None) -> bool | None:

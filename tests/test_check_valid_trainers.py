@@ -45,8 +45,9 @@ def test_a_trainer_handed_to_a_helper_is_read_there(tmp_path) -> None:
                "        self.builder = Builder(trainer=self)\n\n"
                "    def create_model(self, config):\n        return self.builder.model()\n")
     assert _codes(tmp_path, trainer) == []
-    # `super(T, self)`, `isinstance(self, ...)` hand nothing on
-    trainer = ("import hpoc\n\nclass T(hpoc.Trainer):\n    def create_model(self, config):\n"
+    # `super(T, self)`, `isinstance(self, ...)`, `nn.Module.__init__(self)` hand nothing on
+    trainer = ("import hpoc\n\nclass Net:\n    def __init__(self):\n        nn.Module.__init__(self)\n\n"
+               "class T(hpoc.Trainer):\n    def create_model(self, config):\n"
                "        assert isinstance(self, T)\n        return make(config['hidden'])\n")
     assert len(_codes(tmp_path, trainer)) == 1
 

@@ -252,6 +252,9 @@ def _hands_on_self(node: ast.AST) -> bool:
     if not isinstance(node, ast.Call) or (isinstance(node.func, ast.Name) and node.func.id in _SELF_CALLS):
         return False
     given = [*node.args, *(k.value for k in node.keywords)]
+    if isinstance(node.func, ast.Attribute) and node.args and isinstance(node.args[0], ast.Name) \
+            and node.args[0].id == "self":
+        given = given[1:]  # `nn.Module.__init__(self)`: a method of its class, called on itself
     return any(isinstance(a, ast.Name) and a.id == "self" for a in given)
 
 

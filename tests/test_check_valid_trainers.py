@@ -30,7 +30,8 @@ def test_a_hook_s_config_of_another_name_handed_on_whole_is_read(tmp_path) -> No
     trainer = ("import hpoc\nfrom models import build\n\nclass T(hpoc.Trainer):\n"
                "    def create_model(self, config):\n        return build(config['hidden'])\n\n"
                "    def create_optimizer(self, model, config):\n        return wrap(model)\n")
-    assert [d.message.split(":")[0] for d in _codes(tmp_path, trainer)] == ["the trainer never reads the searched `act`"]
+    found = [d.message.split(":")[0] for d in _codes(tmp_path, trainer)]
+    assert found == ["the trainer never reads the searched `act`"]
 
 
 def test_a_trainer_handed_to_a_helper_is_read_there(tmp_path) -> None:

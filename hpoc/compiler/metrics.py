@@ -153,7 +153,8 @@ def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
             continue
         params = {a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)}
         local = "config" in params and not any(
-            isinstance(n, ast.Name) and n.id == "config" and not isinstance(n.ctx, ast.Load) for n in ast.walk(fn))
+            isinstance(n, ast.Name) and n.id == "config" and not isinstance(n.ctx, ast.Load) for n in ast.walk(fn)) \
+            and _given_whole(tree, fn)
         for node in ast.walk(fn):
             if isinstance(node, (ast.Assign, ast.AnnAssign)):
                 for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
@@ -175,9 +176,32 @@ def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
     return {k: line for k, line in reads.items() if k not in written}
 
 
+def _given_whole(tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether the module's calls of `fn` give its `config` the trial config (`config`,
+    `self.config`), not a part of it (`build(params, config["optimizer"])`, whose
+    `config["lr"]` reads the group)."""
+    args = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
+    at = args.index("config") if "config" in args else None
+    for call in ast.walk(tree):
+        if not isinstance(call, ast.Call) or fn.name != (call.func.id if isinstance(call.func, ast.Name)
+                                                          else getattr(call.func, "attr", None)):
+            continue
+        given = next((k.value for k in call.keywords if k.arg == "config"), None)
+        if given is None and at is not None:
+            shift = 1 if isinstance(call.func, ast.Attribute) and args[:1] in (["self"], ["cls"]) else 0
+            before = call.args[: at - shift + 1]
+            if at - shift < len(call.args) and not any(isinstance(a, ast.Starred) for a in before):
+                given = call.args[at - shift]
+        if given is not None and not (isinstance(given, ast.Name) and given.id == "config"
+                                      or config_attribute(given)):
+            return False
+    return True
+
+
 def config_used_whole(target: str, workdir: str | None) -> bool | None:
     """Whether the trainer's module hands the trial config on as a whole (`Net(**config)`,
-    `build(config)`, a loop over its items), so that any key may be read; None when its source
+    `build(cfg)` in a hook whatever its argument's name, a loop over its items, the trainer
+    itself to a helper: `build(self)`), so that any key may be read; None when its source
     is not read. Reading it by key (`config["k"]`, `.get("k")`, `"k" in config`), logging it
     (`hyperparams=`) and binding it to `self.training_config` are not; nor is `__init__`'s
     `config`, itwinai's study config."""
@@ -186,11 +210,17 @@ def config_used_whole(target: str, workdir: str | None) -> bool | None:
         return None
     parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
     for fn in ast.walk(tree):
-        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or fn.name == "__init__":
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if any(_hands_on_self(node) for node in ast.walk(fn)):
+            return True  # `build(self)`, `Helper(self)`: it may read `trainer.config[...]`
+        if fn.name == "__init__":
             continue
         args = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)]
-        # `train`'s first argument is the trial config whatever its name (`train(self, hparams, data)`)
-        names = {"config"} & set(args) | ({args[1]} if fn.name == "train" and len(args) > 1 else set())
+        # a hook's config argument whatever its name (`create_model(self, cfg)`, itwinai's
+        # `train(self, hparams, data)`): hpoc passes it by position
+        at = _CONFIG_ARG.get(fn.name, 0)
+        names = {"config"} & set(args) | ({args[at]} if 0 < at < len(args) else set())
         for node in ast.walk(fn):
             if not (isinstance(getattr(node, "ctx", None), ast.Load)
                     and (_is_config(node, False) or isinstance(node, ast.Name) and node.id in names)):
@@ -206,6 +236,26 @@ def config_used_whole(target: str, workdir: str | None) -> bool | None:
                 continue
             return True
     return False
+
+
+# The position of the trial config among a hook's arguments (`self` first): hpoc's hooks
+# (trainer_hooks.HOOKS) and `train`, an itwinai loop's `train(self, config, ...)`.
+_CONFIG_ARG = {"create_model": 1, "create_loss": 1, "create_model_loss_optimizer": 1,
+               "create_optimizer": 2, "create_lr_scheduler": 2, "train": 1}
+# Calls that take `self` without reading its config.
+_SELF_CALLS = frozenset({"super", "isinstance", "type", "getattr", "hasattr", "setattr", "id", "print",
+                         "repr", "str", "callable"})
+
+
+def _hands_on_self(node: ast.AST) -> bool:
+    """A call that gets `self` as an argument (`build(self)`, `Helper(trainer=self)`)."""
+    if not isinstance(node, ast.Call) or (isinstance(node.func, ast.Name) and node.func.id in _SELF_CALLS):
+        return False
+    given = [*node.args, *(k.value for k in node.keywords)]
+    if isinstance(node.func, ast.Attribute) and node.args and isinstance(node.args[0], ast.Name) \
+            and node.args[0].id == "self":
+        given = given[1:]  # `nn.Module.__init__(self)`: a method of its class, called on itself
+    return any(isinstance(a, ast.Name) and a.id == "self" for a in given)
 
 
 def _named(key: ast.AST) -> bool:

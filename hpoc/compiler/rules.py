@@ -45,9 +45,9 @@ from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_rea
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module, target_tree
 from hpoc.compiler.targets import check_step, function_step, without_execute
-from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, class_constant, cuda_lines, defines,
+from hpoc.compiler.trainer_hooks import (OPTIMIZER_READS, TRAINER_ARGS, cuda_lines, defines,
                                          hook_problems, itwinai_strategy_calls, keeps_default, loader_workers,
-                                         model_config_reads, module_names, not_a_trainer, several_gpus,
+                                         model_config_reads, module_names, not_a_trainer, scored_task, several_gpus,
                                          silent_loop, unread_optimizer_keys, unread_trainer_args, unrestored_loop)
 from hpoc.compiler.slurm import check_slurm
 from hpoc.compiler.space import COUNTS, Param, Space, as_count, domain_maps, is_count, low_end
@@ -183,9 +183,8 @@ def _regression_accuracy(ch: Checker, out: dict[str, Any], reports: Reports, wor
     own, reported = reports
     if own is not None or "val_accuracy" in (reported or ()):
         return  # a loop of its own, or a module that reports it itself
-    target = trainer_target(out)
     args = ((out.get("pipeline") or {}).get("trainer") or {}).get("args") or {}
-    task = args["task"] if "task" in args else class_constant(target, workdir, "task") if target else None
+    task = scored_task(trainer_target(out), workdir, args)
     for i, m in enumerate(out["objective"]["metrics"]):
         if m["name"] == "val_accuracy" and task == "regression":
             ch.warn(WARN_METRIC, "metric `val_accuracy` is not reported for a regression trainer "
@@ -594,18 +593,33 @@ def _unread_params(ch: Checker, out: dict[str, Any], workdir: str | None) -> Non
     if not found:
         return
     module, named = found
-    # what hpoc's runtime reads too: the loop's counts, the default optimizer (a name or a group)
-    known = set(named) | set(TRAINER_ARGS) | set(OPTIMIZER_READS) | {"optimizer"}
+    # what hpoc's runtime reads too: the loop's counts, the default optimizer (a name or a group;
+    # `name` only in its group); `task` and `grad_accumulation_steps` are arguments, not config
+    known = set(named) | {"epochs", "batch_size", "optimizer"} | set(OPTIMIZER_READS) - {"name"}
     # a condition's parameter decides which others a trial has (`reg` for `dropout`)
     known |= {p["condition"]["param"].split(".")[0] for p in out["space"]["params"] if p.get("condition")}
     for i, p in enumerate(out["space"]["params"]):
         top = p["name"].split(".")[0]
-        if top in known or (p["name"] not in T.MODEL_WORDS and T.key_home(p["name"]) in T.RUN_SECTIONS):
+        if top in known or _REPLICATE.fullmatch(p["name"]):
+            continue  # `rep = grid(1, 2, 3)`: repeats each configuration, read or not
+        if p["name"] not in T.MODEL_WORDS and T.key_home(p["name"]) in T.RUN_SECTIONS:
             continue  # a setting of another section: _settings_in_space says where it belongs
         reads = sorted((config_keys_read(target, workdir) or {}).keys() | {"batch_size", "epochs"})
+        repeat = (" (to run each configuration several times, `trials { num_samples = N }` repeats the grid)"
+                  if p["domain"] == "grid" else "")
+        argument = (f"hpoc.Trainer reads `{top}` as the trainer's argument only, one value for every trial: "
+                    f"`trainer = {target}({top} = ...)`") if top in TRAINER_ARGS else None
         ch.warn(WARN_UNREAD, f"the trainer never reads the searched `{top}`: its module ({module}) never names "
                              "it, so every trial trains alike whatever its value", ch.spans.get(f"space.params.{i}"),
-                help=did_you_mean(top, reads) or f"read it in the trainer (`config[\"{top}\"]`), or remove it")
+                help=argument or did_you_mean(top, reads)
+                or f"read it in the trainer (`config[\"{top}\"]`), or remove it{repeat}")
+
+
+# A searched parameter that only repeats each configuration (`rep = grid(1, 2, 3)`, a searched
+# `seed`): each trial has its own seed anyway (`training.seed` and its index), so no trainer
+# needs to read it.
+_REPLICATE = re.compile(r"(random_)?(seed|rep|repeat|repetition|replicate|replica|replication|run|trial|copy)s?"
+                        r"([_-]?(id|idx|index|no|num|number|nr|value))?")
 
 
 def _optimizer_keys(ch: Checker, out: dict[str, Any], workdir: str | None) -> None:
@@ -637,6 +651,8 @@ def _settings_in_space(ch: Checker, out: dict[str, Any], workdir: str | None) ->
     spans = {p["name"]: ch.spans.get(f"space.params.{i}") for i, p in enumerate(space["params"])}
     homes = {}
     for name in [p["name"] for p in space["params"]] + list(space["constants"]):
+        if name not in space["constants"] and _REPLICATE.fullmatch(name):
+            continue  # a searched `seed = grid(1, 2, 3)` repeats runs: `training` takes one number
         home = T.key_home(name) if name not in T.MODEL_WORDS else None
         if home in T.RUN_SECTIONS:
             homes[name] = home

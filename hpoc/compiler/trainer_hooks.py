@@ -587,6 +587,29 @@ def class_constant(target: str, workdir: str | None, name: str) -> Any:
     return None
 
 
+def scored_task(target: str, workdir: str | None, args: dict[str, Any]) -> Any:
+    """The `task` hpoc's validation scores the trainer `target` by: the spec's argument,
+    else its class attribute; None where the source says otherwise or cannot tell: a loop
+    or validation of its own, a `self.task = ...`, or an `__init__` of its own that keeps
+    the `task` argument instead of handing it to hpoc.Trainer."""
+    trainer = _trainer(target, workdir) if target else None
+    if trainer is None:
+        return args.get("task")
+    _, tree, _, methods = trainer
+    if "train" in methods or "validation_epoch" in methods:
+        return None
+    if any(isinstance(n, ast.Attribute) and n.attr == "task" and isinstance(n.ctx, ast.Store)
+           and isinstance(n.value, ast.Name) and n.value.id == "self" for n in ast.walk(tree)):
+        return None  # set at runtime
+    if "task" in args:
+        init = methods.get("__init__")
+        if isinstance(init, ast.FunctionDef) and "task" in {a.arg for a in (*init.args.args, *init.args.kwonlyargs)} \
+                and not any(isinstance(k, ast.keyword) and k.arg == "task" for k in ast.walk(init)):
+            return None  # its own argument, never handed on
+        return args["task"]
+    return class_constant(target, workdir, "task")
+
+
 def keeps_default(target: str, workdir: str | None, names: tuple[str, ...]) -> bool:
     """Whether the trainer `target` surely keeps hpoc.Trainer's own `names` (defines none of
     them in its classes, all in its module)."""

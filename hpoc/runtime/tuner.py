@@ -111,7 +111,9 @@ def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mod
     from hpoc.runtime import pool
     from hpoc.runtime.resume import mend_cut_logs, prepare_scheduler
     from hpoc.runtime.search import make_scheduler, make_searcher
+    from hpoc.runtime.whole_upload import install
 
+    install()  # a disk that fills as Tune saves keeps the last whole state (whole_upload.py)
     searcher, param_space, num_samples = make_searcher(plan, shard)
     if mode in ("restore", "retry"):
         grown, extended = seen.grown, seen.extended

@@ -58,6 +58,7 @@ def _staging(root: Path, state: str, result: str) -> Path:
     (staging / "trial_0").mkdir(parents=True, exist_ok=True)
     (staging / "experiment_state-2026-11-30_09-55-31.json").write_text(state)
     (staging / "trial_0" / "result.json").write_text(result)
+    (staging / "trial_0" / "params.json").write_text('{"lr": 0.1}')
     return staging
 
 
@@ -71,12 +72,14 @@ def test_rays_save_replaces_each_file_by_a_rename_pinned_to_this_rays_syncer(tmp
     exp = tmp_path / "storage" / "s"
     state = exp / "experiment_state-2026-11-30_09-55-31.json"
     before = state.stat().st_ino, (exp / "trial_0" / "result.json").stat().st_ino
+    params = (exp / "trial_0" / "params.json").stat().st_ino
     _staging(tmp_path, '{"trial_data": [["a", "b"]]}', '{"epoch": 1}\n{"epoch": 2}\n')
     _save(tmp_path / "storage", staging)
     assert state.read_text() == '{"trial_data": [["a", "b"]]}'
     assert (exp / "trial_0" / "result.json").read_text() == '{"epoch": 1}\n{"epoch": 2}\n'
     after = state.stat().st_ino, (exp / "trial_0" / "result.json").stat().st_ino
     assert after[0] != before[0] and after[1] != before[1]  # new files renamed over, not rewritten
+    assert (exp / "trial_0" / "params.json").stat().st_ino == params  # the same: not written again
     assert not [p for p in exp.rglob("*") if p.name.endswith(whole_upload.TMP_SUFFIX)]
 
 
@@ -123,3 +126,75 @@ def test_a_trials_log_that_does_not_fit_holds_the_state_back(tmp_path, monkeypat
         whole_upload.upload(str(staging), None, str(exp))
     assert (exp / "experiment_state-2026-11-30_09-55-31.json").read_text() == '{"trial_data": []}'
     assert (exp / "trial_0" / "result.json").read_text() == '{"epoch": 1}\n'
+
+
+FILLING = textwrap.dedent('''
+    import glob, os, time
+    from toy import ToyTrainer
+
+    class FillingTrainer(ToyTrainer):
+        """Trial 1, after its first report and once Tune saved trial 0's end, fills the
+        storage's disk, and its second report is wide (the experiment state grows on a full
+        disk); its third epoch's checkpoint finds no room. Once: marker files remember."""
+
+        def report(self, metrics, *, epoch=None, **kwargs):
+            once, mine = self.args["once"], self.trial.index == 1
+            if mine and epoch == 1 and not os.path.exists(once + ".wide"):
+                open(once + ".wide", "w").close()
+                metrics = {**metrics, **{f"m{i}": float(i) for i in range(2000)}}
+            super().report(metrics, epoch=epoch, **kwargs)
+            if not mine or epoch != 0 or os.path.exists(once):
+                return
+            open(once, "w").close()
+            deadline = time.time() + 120
+            while time.time() < deadline and not any(
+                    "TERMINATED" in open(f).read() for f in glob.glob(self.args["states"])):
+                time.sleep(0.2)
+            with open(self.args["filler"], "wb", buffering=0) as fh:
+                try:
+                    while True:
+                        fh.write(b"\\0" * 4096)
+                except OSError:
+                    pass
+''')
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_study_whose_disk_filled_as_tune_saved_resumes_with_its_finished_trials_once_there_is_room(tiny_fs):
+    """A quota met mid-study: Ray's in-place save cut the experiment state short, the stop
+    said to pass --fresh and the next run refused to resume (every trial lost). Now the
+    last whole state stays: after room is made, the plain run resumes, the finished trial
+    kept and not run again."""
+    from hpoc.plan import dumps
+    from runtime_plans import make_plan, write_toy
+
+    subprocess.run(["mount", "-o", "remount,size=3m", str(tiny_fs)], check=True)
+    work = tiny_fs.parent
+    workdir = write_toy(work / "study")
+    (workdir / "filling.py").write_text(FILLING)
+    exp = tiny_fs / "toy"
+    plan = make_plan(workdir, tiny_fs, trials={"num_samples": 3, "max_concurrent": 1},
+                     pipeline={"trainer": {"target": "filling:FillingTrainer",
+                                           "args": {"once": str(work / "filled"), "filler": str(tiny_fs / "filler"),
+                                                    "states": str(exp / "experiment_state-*.json")}}},
+                     space={"constants": {"epochs": 3, "batch_size": 32}},
+                     checkpoint={"every": 3, "keep": 1})
+    (work / "plan.json").write_text(dumps(plan))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_USAGE_STATS_ENABLED="0", HOME=str(work), HPOC_MIN_FREE_GB="0")
+    cmd = [sys.executable, "-m", "hpoc.runtime", str(work / "plan.json"), "--local", "--cpus", "2"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=work)
+    assert first.returncode == 1, first.stderr[-4000:]
+    assert "[hpoc] stopped: trial" in first.stderr and "no space left on a device" in first.stderr
+    assert "--fresh" not in first.stderr and "then run the same command again" in first.stderr
+    assert full.cut_state(exp) is None
+    (tiny_fs / "filler").unlink()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=work)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "(1 finished trial(s) kept" in again.stderr, again.stderr[-3000:]
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["status_counts"] == {"TERMINATED": 3}
+    first_trial = next(exp.glob("trial_00000_*"))
+    epochs = [json.loads(ln)["epoch"] for ln in (first_trial / "result.json").read_text().splitlines()]
+    assert epochs == [1, 2, 3]  # not run again

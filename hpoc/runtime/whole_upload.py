@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 TMP_SUFFIX = ".hpoc-up"  # not .json/.pkl: Tune's restore copies back only those
+THREADS = 8
 
 
 def upload(local_path: str, fs: Any, fs_path: str, exclude: Any = None) -> None:
@@ -31,19 +33,27 @@ def upload(local_path: str, fs: Any, fs_path: str, exclude: Any = None) -> None:
         rel = os.path.relpath(folder, local_path)
         for name in sorted(names):
             (top if rel == "." else nested).append(os.path.normpath(os.path.join(rel, name)))
-    first: OSError | None = None
-    for batch in (nested, top):
-        for rel in batch:
-            try:
-                replace_whole(os.path.join(local_path, rel), os.path.join(fs_path, rel))
-            except OSError as exc:
-                first = first or exc
-        if first is not None:
-            raise first
+
+    def one(rel: str) -> OSError | None:
+        try:
+            replace_whole(os.path.join(local_path, rel), os.path.join(fs_path, rel))
+        except OSError as exc:
+            return exc
+        return None
+
+    # In threads, as pyarrow copies: on a shared file system each file waits on the network.
+    with ThreadPoolExecutor(THREADS) as pool:
+        for batch in (nested, top):
+            first = next((e for e in pool.map(one, batch) if e is not None), None)
+            if first is not None:
+                raise first
 
 
 def replace_whole(src: str, dest: str) -> None:
-    """`dest` becomes a copy of `src`, or stays as it was."""
+    """`dest` becomes a copy of `src`, or stays as it was. A `dest` equal to `src` (a
+    finished trial's logs, at every save) is left alone: no write, nor room for a copy."""
+    if _same(src, dest):
+        return
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}{TMP_SUFFIX}")
     try:
@@ -55,6 +65,21 @@ def replace_whole(src: str, dest: str) -> None:
         except OSError:
             pass
         raise
+
+
+def _same(src: str, dest: str, chunk: int = 1 << 20) -> bool:
+    try:
+        if os.path.getsize(src) != os.path.getsize(dest):
+            return False
+        with open(src, "rb") as a, open(dest, "rb") as b:
+            while True:
+                x = a.read(chunk)
+                if x != b.read(chunk):
+                    return False
+                if not x:
+                    return True
+    except OSError:
+        return False
 
 
 def install() -> bool:

@@ -338,14 +338,15 @@ def test_a_study_stopped_by_a_full_disk_says_to_make_room_not_to_fix_the_trainer
     assert f"next: shard 0 stopped itself: {why}; free space and files under {exp} (or ask for a " \
            "larger quota), then resume\nnext: resume: " in out, out
     assert "fix the trainer" not in out
-    # the state Ray saved as the disk filled is cut short: running again would refuse to resume
+    # a state an earlier hpoc let Ray save in place as the disk filled is cut short: no resume
     state = exp / "experiment_state-2026-11-30_09-55-31.json"
     state.write_text('{"trial_data": [["a"')
     code, out, err = status(capsys, exp)
     assert code == 0, err
     assert f"next: shard 0 stopped itself: {why}; free space and files under {exp} (or ask for a " \
            f"larger quota), then pass --fresh to start the study over: {state} is cut short (20 bytes; " \
-           "a disk full or over its quota as Ray saved it), so the run cannot resume " \
+           "a disk full or over its quota as Ray saved it in place, under an hpoc before its saves were " \
+           "replaced whole), so the run cannot resume " \
            "(`hpoc results` still reads its trials)\n" in out, out
     assert "next: resume" not in out
 

@@ -198,3 +198,15 @@ def test_a_study_whose_disk_filled_as_tune_saved_resumes_with_its_finished_trial
     first_trial = next(exp.glob("trial_00000_*"))
     epochs = [json.loads(ln)["epoch"] for ln in (first_trial / "result.json").read_text().splitlines()]
     assert epochs == [1, 2, 3]  # not run again
+
+
+def test_the_copies_a_driver_killed_mid_save_left_are_removed_on_resume_the_files_kept(tmp_path):
+    exp = tmp_path / "exp"
+    (exp / "trial_0").mkdir(parents=True)
+    left = [exp / f".experiment_state-x.json{whole_upload.TMP_SUFFIX}",
+            exp / "trial_0" / f".result.json{whole_upload.TMP_SUFFIX}"]
+    kept = [exp / "experiment_state-x.json", exp / "trial_0" / "result.json", exp / ".hpoc-plan.json"]
+    for path in left + kept:
+        path.write_text("x")
+    assert whole_upload.remove_leftovers(exp) == 2
+    assert not any(p.exists() for p in left) and all(p.exists() for p in kept)

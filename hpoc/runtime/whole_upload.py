@@ -67,6 +67,22 @@ def replace_whole(src: str, dest: str) -> None:
         raise
 
 
+def remove_leftovers(exp: str | os.PathLike[str]) -> int:
+    """Remove the copies a driver killed mid-save left beside their files (they count
+    against the quota, unread); called before a resumed run's first save. How many went."""
+    import glob
+
+    gone = 0
+    for pattern in (f".*{TMP_SUFFIX}", f"*/.*{TMP_SUFFIX}"):
+        for path in glob.glob(os.path.join(glob.escape(str(exp)), pattern)):
+            try:
+                os.unlink(path)
+                gone += 1
+            except OSError:
+                pass
+    return gone
+
+
 def _same(src: str, dest: str, chunk: int = 1 << 20) -> bool:
     try:
         if os.path.getsize(src) != os.path.getsize(dest):

@@ -65,8 +65,14 @@ def _staging(root: Path, state: str, result: str) -> Path:
 def test_rays_save_replaces_each_file_by_a_rename_pinned_to_this_rays_syncer(tmp_path):
     """whole_upload patches Ray's private `_FilesystemSyncer._sync_up_command`: this fails
     when a Ray upgrade changes how Tune uploads its experiment (then upload() is unused)."""
+    import inspect
+
     pytest.importorskip("ray")
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
     assert whole_upload.install()
+    # Tune's saves go through the storage context's syncer (what install() patches)
+    assert "self._storage.syncer.sync_up(" in inspect.getsource(_ExperimentCheckpointManager.sync_up_experiment_state)
     staging = _staging(tmp_path, '{"trial_data": []}', '{"epoch": 1}\n')
     _save(tmp_path / "storage", staging)
     exp = tmp_path / "storage" / "s"

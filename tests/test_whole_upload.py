@@ -216,3 +216,18 @@ def test_the_copies_a_driver_killed_mid_save_left_are_removed_on_resume_the_file
         path.write_text("x")
     assert whole_upload.remove_leftovers(exp) == 2
     assert not any(p.exists() for p in left) and all(p.exists() for p in kept)
+
+
+def test_a_staging_file_gone_since_the_walk_does_not_hold_the_state_back(tmp_path, monkeypatch):
+    staging = _staging(tmp_path, '{"trial_data": [["new", "{}"]]}', '{"epoch": 1}\n')
+    exp = tmp_path / "exp"
+    real = whole_upload.replace_whole
+
+    def vanishing(src, dest):
+        if src.endswith("params.json"):
+            os.unlink(src)  # a trial's staging folder removed as the save ran
+        return real(src, dest)
+
+    monkeypatch.setattr(whole_upload, "replace_whole", vanishing)
+    whole_upload.upload(str(staging), None, str(exp))
+    assert (exp / "experiment_state-2026-11-30_09-55-31.json").read_text() == '{"trial_data": [["new", "{}"]]}'

@@ -35,10 +35,11 @@ def upload(local_path: str, fs: Any, fs_path: str, exclude: Any = None) -> None:
             (top if rel == "." else nested).append(os.path.normpath(os.path.join(rel, name)))
 
     def one(rel: str) -> OSError | None:
+        src = os.path.join(local_path, rel)
         try:
-            replace_whole(os.path.join(local_path, rel), os.path.join(fs_path, rel))
+            replace_whole(src, os.path.join(fs_path, rel))
         except OSError as exc:
-            return exc
+            return None if not os.path.exists(src) else exc  # gone since the walk: nothing to save
         return None
 
     # In threads, as pyarrow copies: on a shared file system each file waits on the network.

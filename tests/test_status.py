@@ -338,14 +338,15 @@ def test_a_study_stopped_by_a_full_disk_says_to_make_room_not_to_fix_the_trainer
     assert f"next: shard 0 stopped itself: {why}; free space and files under {exp} (or ask for a " \
            "larger quota), then resume\nnext: resume: " in out, out
     assert "fix the trainer" not in out
-    # the state Ray saved as the disk filled is cut short: running again would refuse to resume
+    # a state an earlier hpoc let Ray save in place as the disk filled is cut short: no resume
     state = exp / "experiment_state-2026-11-30_09-55-31.json"
     state.write_text('{"trial_data": [["a"')
     code, out, err = status(capsys, exp)
     assert code == 0, err
     assert f"next: shard 0 stopped itself: {why}; free space and files under {exp} (or ask for a " \
            f"larger quota), then pass --fresh to start the study over: {state} is cut short (20 bytes; " \
-           "a disk full or over its quota as Ray saved it), so the run cannot resume " \
+           "a disk full or over its quota as Ray saved it in place, under an hpoc before its saves were " \
+           "replaced whole), so the run cannot resume " \
            "(`hpoc results` still reads its trials)\n" in out, out
     assert "next: resume" not in out
 
@@ -1838,3 +1839,23 @@ def test_trials_that_never_reported_the_objective_name_the_spec_s_objective_as_a
     assert ("next: 2 errored trial(s): report `val_accuracy` from the trainer (or name a metric it reports in "
             "the spec's `objective` and run with --fresh: another objective is another plan); then "
             "`hpoc run") in out, out
+
+
+def test_a_full_disk_stop_under_retry_errored_false_says_to_resume_with_retry_errored(tmp_path, capsys):
+    """A plain resume keeps the trials the full disk failed failed there; the run's own stop
+    said --fresh (every finished trial lost). Both now say the retry that keeps them."""
+    (tmp_path / "study.hpo").write_text(SPEC + "resume { retry_errored = false }\n")
+    exp = tmp_path / "results" / "tiny"
+    trial_dir(exp, "aaaaa_00000", {"lr": 0.1, "epochs": 2}, [{"val_accuracy": 0.5}] * 2)
+    trial_dir(exp, "aaaaa_00001", {"lr": 0.01, "epochs": 2}, [{"val_accuracy": 0.6}], done=False,
+              error=f"OSError: [Errno 122] Disk quota exceeded: '{exp}/x'")
+    why = f"trial aaaaa_00001: disk quota exceeded writing under {exp}"
+    summary(exp, "tiny", [{"trial_id": "aaaaa_00000", "status": "TERMINATED"},
+                          {"trial_id": "aaaaa_00001", "status": "ERROR"}],
+            interrupted=True, metric="val_accuracy", mode="max", stopped=why)
+    code, out, err = status(capsys, tmp_path / "study.hpo")
+    assert code == 0, err
+    assert f"next: shard 0 stopped itself: {why}; free space and files under {exp} (or ask for a larger " \
+           "quota), then resume with --retry-errored --from-checkpoint (HPOC_RETRY_ERRORED=checkpoint " \
+           "for a job script): a plain resume keeps the trials the full disk failed failed " \
+           "(`resume.retry_errored = false`)\n" in out, out

@@ -151,7 +151,8 @@ def test_the_stops_help_says_fresh_when_the_full_disk_cut_the_state_it_would_res
     assert said.startswith(f"  help: free space and files under {tmp_path} (or ask")
     assert "the study resumes" not in said
     assert said.endswith(f"then pass --fresh to start the study over: {state} is cut short (20 bytes; "
-                         "a disk full or over its quota as Ray saved it), so the run cannot resume "
+                         "a disk full or over its quota as Ray saved it in place, under an hpoc before its saves were "
+                         "replaced whole), so the run cannot resume "
                          "(`hpoc results` still reads its trials)")
 
 
@@ -351,3 +352,19 @@ def test_a_quota_met_outside_the_storage_names_that_place_not_the_storage(tmp_pa
     traced = ('Traceback (most recent call last):\n  File "/home/me/study/train.py", line 9, in save\n'
               "OSError: [Errno 122] Disk quota exceeded\n")
     assert full.place(traced, str(tmp_path)) == str(tmp_path)
+
+
+def test_the_stops_help_under_retry_errored_false_says_to_retry_the_trials_the_disk_failed_not_fresh(tmp_path):
+    """It said "run again with --fresh (resuming would keep these trials failed)": every
+    finished trial lost for trials that failed only for want of room."""
+    from hpoc.runtime import failfast
+
+    plan = {"resume": {"enabled": True, "retry_errored": False}}
+    said = full.after_stop(str(tmp_path), str(tmp_path), full.run_again(plan))
+    assert "--fresh" not in said
+    assert said.endswith("then run the same command again with --retry-errored --from-checkpoint "
+                         "(HPOC_RETRY_ERRORED=checkpoint for a job script): the study resumes, its finished "
+                         "trials kept, and the trials the full disk failed go on from their last checkpoint "
+                         "(a plain resume keeps them failed: `resume.retry_errored = false`)")
+    for resume in ({"enabled": True, "retry_errored": True}, {"enabled": False, "retry_errored": False}):
+        assert full.run_again({"resume": resume}) == failfast.run_again({"resume": resume})

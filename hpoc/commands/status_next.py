@@ -142,7 +142,9 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
         fresh = fresh_after(dirs[k]) if room and dirs.get(k) else None
         if fresh:
             cut.update(j for j, _ in alike_shards if fresh_after(dirs[j]))
-        fix = f"{room}, then {fresh}" if fresh else \
+        ids = {j for j, _ in alike_shards}
+        kept_failed = room and _keeps_failed(plan) and any(s["errored"] for s in shards if s["shard"] in ids)
+        fix = f"{room}, then {fresh}" if fresh else f"{room}, then {_RETRY_FULL}" if kept_failed else \
             f"{said or room or what_to_fix(plan, where, why[1])}, then resume"
         if len(alike_shards) == 1:
             steps.append(f"shard {k} {stopped_itself(stops[k])}; {fix}")
@@ -218,6 +220,18 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
                          + _retry_command(status, errored, target) + " runs only those again (finished "
                          "trials are kept)")
     return steps
+
+
+# A stop for want of room under `resume.retry_errored = false` (full.run_again says the same).
+_RETRY_FULL = ("resume with --retry-errored --from-checkpoint (HPOC_RETRY_ERRORED=checkpoint for a "
+               "job script): a plain resume keeps the trials the full disk failed failed "
+               "(`resume.retry_errored = false`)")
+
+
+def _keeps_failed(plan: dict[str, Any] | None) -> bool:
+    """Whether a plain resume keeps the study's errored trials failed."""
+    resume = (plan or {}).get("resume") or {}
+    return bool(resume.get("enabled")) and resume.get("retry_errored") is False
 
 
 def _left_behind(plan: dict[str, Any]) -> str | None:

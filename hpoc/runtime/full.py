@@ -132,9 +132,26 @@ def hint(storage: str, again: str) -> str:
 
 
 def after_stop(exp: str, storage: str, again: str) -> str:
-    """hint() for a run stopped for want of room in `exp`; where the state Ray saved as the
-    disk filled is cut short, running again would refuse to resume (prior.py): --fresh."""
+    """hint() for a run stopped for want of room in `exp`. Tune's saves replace each file
+    whole (whole_upload.py), so the run resumes from the last save that fit; only a state
+    an earlier hpoc let Ray save in place can be cut short, and then running again would
+    refuse to resume (prior.py): --fresh."""
     return hint(storage, fresh_after(exp) or again)
+
+
+def run_again(plan: dict[str, Any]) -> str:
+    """How a study stopped for want of room goes on once there is room. Its trials that
+    failed writing did nothing wrong: under `resume.retry_errored = false` a plain resume
+    keeps them failed, and --fresh would lose every finished trial, so the retry it is."""
+    from hpoc.runtime import failfast
+
+    resume = plan["resume"]
+    if not resume["enabled"] or resume["retry_errored"]:
+        return failfast.run_again(plan)
+    return ("run the same command again with --retry-errored --from-checkpoint "
+            "(HPOC_RETRY_ERRORED=checkpoint for a job script): the study resumes, its finished "
+            "trials kept, and the trials the full disk failed go on from their last checkpoint "
+            "(a plain resume keeps them failed: `resume.retry_errored = false`)")
 
 
 def fresh_after(exp: str) -> str | None:
@@ -216,7 +233,8 @@ def cut_state(exp: str | os.PathLike[str]) -> str | None:
         except ValueError:  # JSONDecodeError is one; so is a pickle cut before its STOP
             pass
         return (f"{newest} is cut short ({len(data):,} bytes; a disk full or over its quota as "
-                "Ray saved it): the study cannot resume from it")
+                "Ray saved it in place, under an hpoc before its saves were replaced whole): "
+                "the study cannot resume from it")
     return None
 
 

@@ -484,7 +484,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, loaded: list
         say(stream, full.hint(str(exp), "run the same command again: it writes the summary"))
         return EXIT_FAILED
     if STATE.failed:
-        after = (full.after_stop(str(exp), STATE.full_at or str(exp), failfast.run_again(plan)) if STATE.full
+        after = (full.after_stop(str(exp), STATE.full_at or str(exp), full.run_again(plan)) if STATE.full
                  else failfast.hint(plan, STATE.fail_fast.error))
         say(stream, f"[hpoc] stopped: {STATE.failed}\n{after}")
         return EXIT_FAILED

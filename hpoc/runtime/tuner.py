@@ -111,7 +111,9 @@ def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mod
     from hpoc.runtime import pool
     from hpoc.runtime.resume import mend_cut_logs, prepare_scheduler
     from hpoc.runtime.search import make_scheduler, make_searcher
+    from hpoc.runtime.whole_upload import install, remove_leftovers
 
+    install()  # a disk that fills as Tune saves keeps the last whole state (whole_upload.py)
     searcher, param_space, num_samples = make_searcher(plan, shard)
     if mode in ("restore", "retry"):
         grown, extended = seen.grown, seen.extended
@@ -132,6 +134,7 @@ def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mod
         retry, STATE.start_over = rerun.prepare(exp, mode, retry, bool(plan["resume"]["retry_errored"]),
                                                  STATE.errored, lambda line: say(stream, line))
         mend_cut_logs(exp)
+        remove_leftovers(exp)
         # Errored trials are resumed, keeping their ids (a restart would give them new ones,
         # unknown to the searcher); from scratch, on_trial_start drops their checkpoint.
         tuner = tune.Tuner.restore(str(exp), trainable, resume_unfinished=True,

@@ -1,0 +1,59 @@
+"""What Tune's save of the experiment costs as Ray copies it (in place) and as hpoc does
+(hpoc/runtime/whole_upload.py: each changed file written beside and renamed over it, files
+the storage already holds as they are left alone).
+
+    python benchmarks/state_upload.py [--trials 500] [--runs 9] [--dir DIR]
+
+A staging folder like Tune's (per trial a 200-line result.json and progress.csv and a
+params.json; a 7 MB experiment state) is uploaded into `--dir` (default: the system's temp
+dir; give the storage path to measure that file system) `--runs` times by each; prints the
+median wall time of each. The first upload of each writes every file; the others rewrite
+what a save of finished trials rewrites.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=500)
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--dir", default=None)
+    args = ap.parse_args()
+
+    import pyarrow.fs
+    from ray.train._internal import storage
+
+    from hpoc.runtime import whole_upload
+
+    root = Path(tempfile.mkdtemp(dir=args.dir))
+    try:
+        staging = root / "staging"
+        for i in range(args.trials):
+            trial = staging / f"trial_{i:05d}"
+            trial.mkdir(parents=True)
+            (trial / "result.json").write_text('{"epoch": 1, "val": 0.5}\n' * 200)
+            (trial / "progress.csv").write_text("a,b\n" + "1,2\n" * 200)
+            (trial / "params.json").write_text("{}")
+        (staging / "experiment_state-x.json").write_bytes(b"x" * 7_000_000)
+        fs = pyarrow.fs.LocalFileSystem()
+        for name, upload in (("ray (in place)", storage._upload_to_fs_path), ("hpoc (whole)", whole_upload.upload)):
+            times = []
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                upload(local_path=str(staging), fs=fs, fs_path=str(root / name.split()[0]))
+                times.append(time.perf_counter() - start)
+            print(f"{name}: median {statistics.median(times) * 1000:.0f} ms, first {times[0] * 1000:.0f} ms")
+    finally:
+        shutil.rmtree(root)
+
+
+if __name__ == "__main__":
+    main()

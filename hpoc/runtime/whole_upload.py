@@ -1,0 +1,127 @@
+"""Tune's saves of the experiment into the storage, each file replaced whole.
+
+Tune writes its experiment state (`experiment_state-*.json`, the searcher's and the
+variant generator's state) and the trials' logs into a staging folder on the driver's node
+and copies that folder into the storage at every save (`_FilesystemSyncer`, whose upload is
+`pyarrow.fs.copy_files`: ray/train/_internal/storage.py, Ray 2.60). That copy writes each
+file in place, truncated first: a disk that filled or a quota met during it left the only
+copy of the state cut short, and the study could not resume (all its trials lost to a
+`--fresh`). Here, on a POSIX storage, each file is written beside its place and renamed
+over it: a copy the disk cuts short is removed, and the last whole one stays, so the next
+run resumes from the last save that fit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+TMP_SUFFIX = ".hpoc-up"  # not .json/.pkl: Tune's restore copies back only those
+THREADS = 8
+
+
+def upload(local_path: str, fs: Any, fs_path: str, exclude: Any = None) -> None:
+    """Copy the folder `local_path` into `fs_path`, each file by a rename. The trials'
+    files go first, and the state only once they all went: a state in the storage never
+    names reports its trials' logs there lack. The first error is raised after the
+    trials' files were all tried."""
+    del fs, exclude  # a local folder, nothing excluded (install() checks)
+    top, nested = [], []
+    for folder, _, names in os.walk(local_path):
+        rel = os.path.relpath(folder, local_path)
+        for name in sorted(names):
+            (top if rel == "." else nested).append(os.path.normpath(os.path.join(rel, name)))
+
+    def one(rel: str) -> OSError | None:
+        src = os.path.join(local_path, rel)
+        try:
+            replace_whole(src, os.path.join(fs_path, rel))
+        except OSError as exc:
+            return None if not os.path.exists(src) else exc  # gone since the walk: nothing to save
+        return None
+
+    # In threads, as pyarrow copies: on a shared file system each file waits on the network.
+    with ThreadPoolExecutor(THREADS) as pool:
+        for batch in (nested, top):
+            first = next((e for e in pool.map(one, batch) if e is not None), None)
+            if first is not None:
+                raise first
+
+
+def replace_whole(src: str, dest: str) -> None:
+    """`dest` becomes a copy of `src`, or stays as it was. A `dest` equal to `src` (a
+    finished trial's logs, at every save) is left alone: no write, nor room for a copy."""
+    if _same(src, dest):
+        return
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}{TMP_SUFFIX}")
+    try:
+        shutil.copyfile(src, tmp)  # close() reports what NFS and Lustre quotas defer to it
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def remove_leftovers(exp: str | os.PathLike[str]) -> int:
+    """Remove the copies a driver killed mid-save left beside their files (they count
+    against the quota, unread); called before a resumed run's first save. How many went."""
+    import glob
+
+    gone = 0
+    for pattern in (f".*{TMP_SUFFIX}", f"*/.*{TMP_SUFFIX}"):
+        for path in glob.glob(os.path.join(glob.escape(str(exp)), pattern)):
+            try:
+                os.unlink(path)
+                gone += 1
+            except OSError:
+                pass
+    return gone
+
+
+def _same(src: str, dest: str, chunk: int = 1 << 20) -> bool:
+    try:
+        if os.path.getsize(src) != os.path.getsize(dest):
+            return False
+        with open(src, "rb") as a, open(dest, "rb") as b:
+            while True:
+                x = a.read(chunk)
+                if x != b.read(chunk):
+                    return False
+                if not x:
+                    return True
+    except OSError:
+        return False
+
+
+def install() -> bool:
+    """Make Tune's syncer upload folders to a local or shared POSIX storage by upload();
+    other file systems (S3, ...) and uploads with exclusions stay Ray's. Once per process;
+    whether it is in place (False: this Ray's syncer is not the one this was written for)."""
+    try:
+        from pyarrow.fs import LocalFileSystem
+        from ray.train._internal import storage
+    except ImportError:
+        return False
+    syncer = getattr(storage, "_FilesystemSyncer", None)
+    command: Callable[..., Any] | None = getattr(syncer, "_sync_up_command", None)
+    if command is None:
+        return False
+    if getattr(command, "hpoc_whole", False):
+        return True
+
+    def _sync_up_command(self: Any, local_path: str, uri: str, exclude: Any = None) -> Any:
+        fn, kwargs = command(self, local_path, uri, exclude)
+        if (fn is storage._upload_to_fs_path and not exclude and isinstance(kwargs.get("fs"), LocalFileSystem)
+                and os.path.isdir(local_path)):
+            return upload, kwargs
+        return fn, kwargs
+
+    _sync_up_command.hpoc_whole = True  # type: ignore[attr-defined]
+    syncer._sync_up_command = _sync_up_command  # type: ignore[union-attr]
+    return True

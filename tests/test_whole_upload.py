@@ -1,0 +1,233 @@
+"""Tune's saves of the experiment replace each file whole (hpoc/runtime/whole_upload.py): a
+disk that fills or a quota met as Tune saves leaves the last whole experiment state, where
+Ray's in-place copy left it cut short and the study could not resume. The tmpfs tests need
+root (mount) and skip without; the Ray test runs a study on a 3 MiB tmpfs."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hpoc.runtime import full, whole_upload
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 1 MiB tmpfs (root only: mount); unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def _fill(mnt: Path) -> None:
+    with open(mnt / "filler", "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError:
+            pass
+
+
+def _save(storage: Path, staging: Path) -> None:
+    """One save of Tune's experiment, as _ExperimentCheckpointManager makes it (Ray 2.60):
+    the storage context's syncer uploads the driver's staging folder and is waited for."""
+    from ray.train._internal.storage import StorageContext
+
+    context = StorageContext(storage_path=str(storage), experiment_dir_name="s")
+    assert context.syncer.sync_up(str(staging), context.experiment_fs_path)
+    context.syncer.wait()
+
+
+def _staging(root: Path, state: str, result: str) -> Path:
+    staging = root / "staging"
+    (staging / "trial_0").mkdir(parents=True, exist_ok=True)
+    (staging / "experiment_state-2026-11-30_09-55-31.json").write_text(state)
+    (staging / "trial_0" / "result.json").write_text(result)
+    (staging / "trial_0" / "params.json").write_text('{"lr": 0.1}')
+    return staging
+
+
+def test_rays_save_replaces_each_file_by_a_rename_pinned_to_this_rays_syncer(tmp_path):
+    """whole_upload patches Ray's private `_FilesystemSyncer._sync_up_command`: this fails
+    when a Ray upgrade changes how Tune uploads its experiment (then upload() is unused)."""
+    import inspect
+
+    pytest.importorskip("ray")
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+    assert whole_upload.install()
+    # Tune's saves go through the storage context's syncer (what install() patches)
+    assert "self._storage.syncer.sync_up(" in inspect.getsource(_ExperimentCheckpointManager.sync_up_experiment_state)
+    staging = _staging(tmp_path, '{"trial_data": []}', '{"epoch": 1}\n')
+    _save(tmp_path / "storage", staging)
+    exp = tmp_path / "storage" / "s"
+    state = exp / "experiment_state-2026-11-30_09-55-31.json"
+    before = state.stat().st_ino, (exp / "trial_0" / "result.json").stat().st_ino
+    params = (exp / "trial_0" / "params.json").stat().st_ino
+    _staging(tmp_path, '{"trial_data": [["a", "b"]]}', '{"epoch": 1}\n{"epoch": 2}\n')
+    _save(tmp_path / "storage", staging)
+    assert state.read_text() == '{"trial_data": [["a", "b"]]}'
+    assert (exp / "trial_0" / "result.json").read_text() == '{"epoch": 1}\n{"epoch": 2}\n'
+    after = state.stat().st_ino, (exp / "trial_0" / "result.json").stat().st_ino
+    assert after[0] != before[0] and after[1] != before[1]  # new files renamed over, not rewritten
+    assert (exp / "trial_0" / "params.json").stat().st_ino == params  # the same: not written again
+    assert not [p for p in exp.rglob("*") if p.name.endswith(whole_upload.TMP_SUFFIX)]
+
+
+def test_a_save_the_full_disk_refuses_leaves_the_last_whole_state_and_no_temporary_file(tiny_fs):
+    """Ray's copy truncated the state and wrote what fit: the only copy was cut short."""
+    pytest.importorskip("ray")
+    whole_upload.install()
+    work = tiny_fs.parent
+    whole = json.dumps({"trial_data": [["a" * 2000, "{}"]]})
+    staging = _staging(work, whole, '{"epoch": 1}\n')
+    _save(tiny_fs, staging)
+    exp = tiny_fs / "s"
+    _fill(tiny_fs)
+    grown = json.dumps({"trial_data": [["a" * 2000, "{}"], ["b" * 200_000, "{}"]]})
+    _staging(work, grown, '{"epoch": 1}\n')
+    with pytest.raises(OSError) as caught:
+        _save(tiny_fs, staging)
+    assert full.of_exception(caught.value) == full.SPACE
+    assert (exp / "experiment_state-2026-11-30_09-55-31.json").read_text() == whole
+    assert full.cut_state(exp) is None
+    assert not [p for p in exp.rglob("*") if p.name.endswith(whole_upload.TMP_SUFFIX)]
+    (tiny_fs / "filler").unlink()  # room again: the next save goes through
+    _save(tiny_fs, staging)
+    assert (exp / "experiment_state-2026-11-30_09-55-31.json").read_text() == grown
+
+
+def test_a_trials_log_that_does_not_fit_holds_the_state_back(tmp_path, monkeypatch):
+    """The state goes only after every trial's file went: a state that names a report its
+    trial's result.json lacks would show a finished trial short of its last epochs."""
+    staging = _staging(tmp_path, '{"trial_data": [["new", "{}"]]}', '{"epoch": 1}\n{"epoch": 2}\n')
+    exp = tmp_path / "exp"
+    (exp / "trial_0").mkdir(parents=True)
+    (exp / "experiment_state-2026-11-30_09-55-31.json").write_text('{"trial_data": []}')
+    (exp / "trial_0" / "result.json").write_text('{"epoch": 1}\n')
+    real = whole_upload.shutil.copyfile
+
+    def quota(src, dst):
+        if "result.json" in dst:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded", dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(whole_upload.shutil, "copyfile", quota)
+    with pytest.raises(OSError):
+        whole_upload.upload(str(staging), None, str(exp))
+    assert (exp / "experiment_state-2026-11-30_09-55-31.json").read_text() == '{"trial_data": []}'
+    assert (exp / "trial_0" / "result.json").read_text() == '{"epoch": 1}\n'
+
+
+FILLING = textwrap.dedent('''
+    import glob, os, time
+    from toy import ToyTrainer
+
+    class FillingTrainer(ToyTrainer):
+        """Trial 1, after its first report and once Tune saved trial 0's end, fills the
+        storage's disk, and its second report is wide (the experiment state grows on a full
+        disk); its third epoch's checkpoint finds no room. Once: marker files remember."""
+
+        def report(self, metrics, *, epoch=None, **kwargs):
+            once, mine = self.args["once"], self.trial.index == 1
+            if mine and epoch == 1 and not os.path.exists(once + ".wide"):
+                open(once + ".wide", "w").close()
+                metrics = {**metrics, **{f"m{i}": float(i) for i in range(2000)}}
+            super().report(metrics, epoch=epoch, **kwargs)
+            if not mine or epoch != 0 or os.path.exists(once):
+                return
+            open(once, "w").close()
+            deadline = time.time() + 120
+            while time.time() < deadline and not any(
+                    "TERMINATED" in open(f).read() for f in glob.glob(self.args["states"])):
+                time.sleep(0.2)
+            with open(self.args["filler"], "wb", buffering=0) as fh:
+                try:
+                    while True:
+                        fh.write(b"\\0" * 4096)
+                except OSError:
+                    pass
+''')
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_study_whose_disk_filled_as_tune_saved_resumes_with_its_finished_trials_once_there_is_room(tiny_fs):
+    """A quota met mid-study: Ray's in-place save cut the experiment state short, the stop
+    said to pass --fresh and the next run refused to resume (every trial lost). Now the
+    last whole state stays: after room is made, the plain run resumes, the finished trial
+    kept and not run again."""
+    from hpoc.plan import dumps
+    from runtime_plans import make_plan, write_toy
+
+    subprocess.run(["mount", "-o", "remount,size=3m", str(tiny_fs)], check=True)
+    work = tiny_fs.parent
+    workdir = write_toy(work / "study")
+    (workdir / "filling.py").write_text(FILLING)
+    exp = tiny_fs / "toy"
+    plan = make_plan(workdir, tiny_fs, trials={"num_samples": 3, "max_concurrent": 1},
+                     pipeline={"trainer": {"target": "filling:FillingTrainer",
+                                           "args": {"once": str(work / "filled"), "filler": str(tiny_fs / "filler"),
+                                                    "states": str(exp / "experiment_state-*.json")}}},
+                     space={"constants": {"epochs": 3, "batch_size": 32}},
+                     checkpoint={"every": 3, "keep": 1})
+    (work / "plan.json").write_text(dumps(plan))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_USAGE_STATS_ENABLED="0", HOME=str(work), HPOC_MIN_FREE_GB="0")
+    cmd = [sys.executable, "-m", "hpoc.runtime", str(work / "plan.json"), "--local", "--cpus", "2"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=work)
+    assert first.returncode == 1, first.stderr[-4000:]
+    assert "[hpoc] stopped: trial" in first.stderr and "no space left on a device" in first.stderr
+    assert "--fresh" not in first.stderr and "then run the same command again" in first.stderr
+    assert full.cut_state(exp) is None
+    (tiny_fs / "filler").unlink()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=work)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "(1 finished trial(s) kept" in again.stderr, again.stderr[-3000:]
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["status_counts"] == {"TERMINATED": 3}
+    first_trial = next(exp.glob("trial_00000_*"))
+    epochs = [json.loads(ln)["epoch"] for ln in (first_trial / "result.json").read_text().splitlines()]
+    assert epochs == [1, 2, 3]  # not run again
+
+
+def test_the_copies_a_driver_killed_mid_save_left_are_removed_on_resume_the_files_kept(tmp_path):
+    exp = tmp_path / "exp"
+    (exp / "trial_0").mkdir(parents=True)
+    left = [exp / f".experiment_state-x.json{whole_upload.TMP_SUFFIX}",
+            exp / "trial_0" / f".result.json{whole_upload.TMP_SUFFIX}"]
+    kept = [exp / "experiment_state-x.json", exp / "trial_0" / "result.json", exp / ".hpoc-plan.json"]
+    for path in left + kept:
+        path.write_text("x")
+    assert whole_upload.remove_leftovers(exp) == 2
+    assert not any(p.exists() for p in left) and all(p.exists() for p in kept)
+
+
+def test_a_staging_file_gone_since_the_walk_does_not_hold_the_state_back(tmp_path, monkeypatch):
+    staging = _staging(tmp_path, '{"trial_data": [["new", "{}"]]}', '{"epoch": 1}\n')
+    exp = tmp_path / "exp"
+    real = whole_upload.replace_whole
+
+    def vanishing(src, dest):
+        if src.endswith("params.json"):
+            os.unlink(src)  # a trial's staging folder removed as the save ran
+        return real(src, dest)
+
+    monkeypatch.setattr(whole_upload, "replace_whole", vanishing)
+    whole_upload.upload(str(staging), None, str(exp))
+    assert (exp / "experiment_state-2026-11-30_09-55-31.json").read_text() == '{"trial_data": [["new", "{}"]]}'

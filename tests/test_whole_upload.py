@@ -231,3 +231,28 @@ def test_a_staging_file_gone_since_the_walk_does_not_hold_the_state_back(tmp_pat
     monkeypatch.setattr(whole_upload, "replace_whole", vanishing)
     whole_upload.upload(str(staging), None, str(exp))
     assert (exp / "experiment_state-2026-11-30_09-55-31.json").read_text() == '{"trial_data": [["new", "{}"]]}'
+
+
+def test_a_replaced_file_keeps_the_mode_and_group_it_had_in_the_storage(tmp_path):
+    """Ray's copy rewrote a file in place, keeping its mode and group: a study folder opened
+    to a project's group (chmod g+rw, chgrp) stayed open. A file renamed over it is created
+    anew, by the umask and the user's own group: each save closed it again."""
+    staging = _staging(tmp_path, '{"trial_data": [["new", "{}"]]}', '{"epoch": 1}\n{"epoch": 2}\n')
+    exp = tmp_path / "exp"
+    (exp / "trial_0").mkdir(parents=True)
+    state = exp / "experiment_state-2026-11-30_09-55-31.json"
+    state.write_text('{"trial_data": []}')
+    (exp / "trial_0" / "result.json").write_text('{"epoch": 1}\n')
+    state.chmod(0o664)
+    (exp / "trial_0" / "result.json").chmod(0o640)
+    group = os.getgid() if os.geteuid() != 0 else 12345  # root can give any group
+    os.chown(state, -1, group)
+    old = os.umask(0o077)  # a private umask: new files 0600
+    try:
+        whole_upload.upload(str(staging), None, str(exp))
+    finally:
+        os.umask(old)
+    assert state.read_text() == '{"trial_data": [["new", "{}"]]}'
+    assert state.stat().st_mode & 0o7777 == 0o664 and state.stat().st_gid == group
+    assert (exp / "trial_0" / "result.json").stat().st_mode & 0o7777 == 0o640
+    assert (exp / "trial_0" / "params.json").stat().st_mode & 0o7777 == 0o600  # new: the umask's

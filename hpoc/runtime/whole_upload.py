@@ -59,6 +59,7 @@ def replace_whole(src: str, dest: str) -> None:
     tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}{TMP_SUFFIX}")
     try:
         shutil.copyfile(src, tmp)  # close() reports what NFS and Lustre quotas defer to it
+        _keep_access(dest, tmp)
         os.replace(tmp, dest)
     except BaseException:
         try:
@@ -66,6 +67,21 @@ def replace_whole(src: str, dest: str) -> None:
         except OSError:
             pass
         raise
+
+
+def _keep_access(dest: str, tmp: str) -> None:
+    """Give `tmp` the mode and group of the `dest` it replaces: Ray's in-place copy kept
+    them, and a study folder opened to a project's group stays open (a new file gets the
+    umask and the user's group). Only what the user may set: a group they are not in stays."""
+    try:
+        st = os.stat(dest)
+    except FileNotFoundError:
+        return  # a new file: the umask's, as Ray's
+    try:
+        os.chown(tmp, -1, st.st_gid)
+    except PermissionError:
+        pass
+    os.chmod(tmp, st.st_mode & 0o7777)
 
 
 def remove_leftovers(exp: str | os.PathLike[str]) -> int:

@@ -256,3 +256,55 @@ def test_a_replaced_file_keeps_the_mode_and_group_it_had_in_the_storage(tmp_path
     assert state.stat().st_mode & 0o7777 == 0o664 and state.stat().st_gid == group
     assert (exp / "trial_0" / "result.json").stat().st_mode & 0o7777 == 0o640
     assert (exp / "trial_0" / "params.json").stat().st_mode & 0o7777 == 0o600  # new: the umask's
+
+
+def test_each_file_written_is_on_disk_before_its_rename_and_the_renames_after(tmp_path, monkeypatch):
+    """A node crash just after a save (the driver's node, its storage a local disk or a
+    Lustre client's cache) could leave the renamed state empty had its data not reached
+    the disk: the study could not resume. Unchanged files are neither written nor synced."""
+    staging = _staging(tmp_path, '{"trial_data": [["new", "{}"]]}', '{"epoch": 1}\n{"epoch": 2}\n')
+    exp = tmp_path / "exp"
+    (exp / "trial_0").mkdir(parents=True)
+    (exp / "trial_0" / "params.json").write_text('{"lr": 0.1}')
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        what = os.readlink(f"/proc/self/fd/{fd}")
+        events.append(("fsync", os.path.relpath(what, exp)))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.relpath(dst, exp)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    whole_upload.upload(str(staging), None, str(exp))
+    state, result = "experiment_state-2026-11-30_09-55-31.json", os.path.join("trial_0", "result.json")
+    tmp = lambda rel: os.path.join(os.path.dirname(rel), f".{os.path.basename(rel)}{whole_upload.TMP_SUFFIX}")  # noqa: E731
+    assert events == [("fsync", tmp(result)), ("replace", result), ("fsync", "trial_0"),
+                      ("fsync", tmp(state)), ("replace", state), ("fsync", ".")]
+
+
+def test_a_quota_the_file_system_reports_only_at_writeback_holds_the_state_back(tmp_path, monkeypatch):
+    """Lustre and NFS clients may accept the writes and report the quota when the data goes
+    out (fsync, close): the state renamed over before that would be cut on the server."""
+    staging = _staging(tmp_path, '{"trial_data": [["new", "{}"]]}', '{"epoch": 1}\n')
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    state = exp / "experiment_state-2026-11-30_09-55-31.json"
+    state.write_text('{"trial_data": []}')
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(f"{state.name}{whole_upload.TMP_SUFFIX}"):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError) as caught:
+        whole_upload.upload(str(staging), None, str(exp))
+    assert caught.value.errno == errno.EDQUOT
+    assert state.read_text() == '{"trial_data": []}'
+    assert not [p for p in exp.rglob("*") if p.name.endswith(whole_upload.TMP_SUFFIX)]

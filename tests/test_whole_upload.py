@@ -308,3 +308,34 @@ def test_a_quota_the_file_system_reports_only_at_writeback_holds_the_state_back(
     assert caught.value.errno == errno.EDQUOT
     assert state.read_text() == '{"trial_data": []}'
     assert not [p for p in exp.rglob("*") if p.name.endswith(whole_upload.TMP_SUFFIX)]
+
+
+def test_a_state_tune_rewrites_as_it_is_copied_is_not_renamed_over_the_last_whole_one(tmp_path, monkeypatch):
+    """Tune writes its next state into the staging folder in place while the last save's
+    upload may still run (its period counts the write, not the upload): the copy of a
+    file written meanwhile is cut, and renamed over it left the storage's only state cut
+    until the next save (a driver killed before that could not resume). Now the storage
+    keeps its last whole state, and the next save takes the new one."""
+    staging = _staging(tmp_path, '{"trial_data": [["new", "{}"]]}', '{"epoch": 1}\n')
+    name = "experiment_state-2026-11-30_09-55-31.json"
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / name).write_text('{"trial_data": []}')
+    real = whole_upload.shutil.copyfile
+
+    def rewritten_meanwhile(src, dst):
+        if not src.endswith(name):
+            return real(src, dst)
+        with open(src) as a, open(dst, "w") as b:
+            b.write(a.read()[:10])  # the copy got this far when Tune truncated and wrote again
+        with open(src, "w") as fh:
+            fh.write('{"trial_data": [["newer", "{}"]]}')
+        return dst
+
+    monkeypatch.setattr(whole_upload.shutil, "copyfile", rewritten_meanwhile)
+    whole_upload.upload(str(staging), None, str(exp))
+    assert (exp / name).read_text() == '{"trial_data": []}'
+    assert not [p for p in exp.rglob("*") if p.name.endswith(whole_upload.TMP_SUFFIX)]
+    monkeypatch.setattr(whole_upload.shutil, "copyfile", real)
+    whole_upload.upload(str(staging), None, str(exp))  # the next save takes it whole
+    assert (exp / name).read_text() == '{"trial_data": [["newer", "{}"]]}'

@@ -59,13 +59,18 @@ def upload(local_path: str, fs: Any, fs_path: str, exclude: Any = None) -> None:
 def replace_whole(src: str, dest: str) -> bool:
     """`dest` becomes a copy of `src`, or stays as it was; whether it was replaced. A
     `dest` equal to `src` (a finished trial's logs, at every save) is left alone: no
-    write, nor room for a copy."""
+    write, nor room for a copy. A `src` written as it was copied is left for the next
+    save: the copy may be cut (Tune writes its next state in place while an upload runs)."""
+    before = _written(src)
     if _same(src, dest):
         return False
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}{TMP_SUFFIX}")
     try:
         shutil.copyfile(src, tmp)
+        if _written(src) != before or os.path.getsize(tmp) != before[0]:
+            os.unlink(tmp)
+            return False
         _keep_access(dest, tmp)
         # On disk before it is named: a node crash leaves the old file or the new one, never
         # an empty one; and Lustre and NFS clients report a quota only as the data goes out.
@@ -78,6 +83,11 @@ def replace_whole(src: str, dest: str) -> bool:
             pass
         raise
     return True
+
+
+def _written(path: str) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def _keep_access(dest: str, tmp: str) -> None:

@@ -231,3 +231,111 @@ def test_a_staging_file_gone_since_the_walk_does_not_hold_the_state_back(tmp_pat
     monkeypatch.setattr(whole_upload, "replace_whole", vanishing)
     whole_upload.upload(str(staging), None, str(exp))
     assert (exp / "experiment_state-2026-11-30_09-55-31.json").read_text() == '{"trial_data": [["new", "{}"]]}'
+
+
+def test_a_replaced_file_keeps_the_mode_and_group_it_had_in_the_storage(tmp_path):
+    """Ray's copy rewrote a file in place, keeping its mode and group: a study folder opened
+    to a project's group (chmod g+rw, chgrp) stayed open. A file renamed over it is created
+    anew, by the umask and the user's own group: each save closed it again."""
+    staging = _staging(tmp_path, '{"trial_data": [["new", "{}"]]}', '{"epoch": 1}\n{"epoch": 2}\n')
+    exp = tmp_path / "exp"
+    (exp / "trial_0").mkdir(parents=True)
+    state = exp / "experiment_state-2026-11-30_09-55-31.json"
+    state.write_text('{"trial_data": []}')
+    (exp / "trial_0" / "result.json").write_text('{"epoch": 1}\n')
+    state.chmod(0o664)
+    (exp / "trial_0" / "result.json").chmod(0o640)
+    group = os.getgid() if os.geteuid() != 0 else 12345  # root can give any group
+    os.chown(state, -1, group)
+    old = os.umask(0o077)  # a private umask: new files 0600
+    try:
+        whole_upload.upload(str(staging), None, str(exp))
+    finally:
+        os.umask(old)
+    assert state.read_text() == '{"trial_data": [["new", "{}"]]}'
+    assert state.stat().st_mode & 0o7777 == 0o664 and state.stat().st_gid == group
+    assert (exp / "trial_0" / "result.json").stat().st_mode & 0o7777 == 0o640
+    assert (exp / "trial_0" / "params.json").stat().st_mode & 0o7777 == 0o600  # new: the umask's
+
+
+def test_each_file_written_is_on_disk_before_its_rename_and_the_renames_after(tmp_path, monkeypatch):
+    """A node crash just after a save (the driver's node, its storage a local disk or a
+    Lustre client's cache) could leave the renamed state empty had its data not reached
+    the disk: the study could not resume. Unchanged files are neither written nor synced."""
+    staging = _staging(tmp_path, '{"trial_data": [["new", "{}"]]}', '{"epoch": 1}\n{"epoch": 2}\n')
+    exp = tmp_path / "exp"
+    (exp / "trial_0").mkdir(parents=True)
+    (exp / "trial_0" / "params.json").write_text('{"lr": 0.1}')
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        what = os.readlink(f"/proc/self/fd/{fd}")
+        events.append(("fsync", os.path.relpath(what, exp)))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.relpath(dst, exp)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    whole_upload.upload(str(staging), None, str(exp))
+    state, result = "experiment_state-2026-11-30_09-55-31.json", os.path.join("trial_0", "result.json")
+    tmp = lambda rel: os.path.join(os.path.dirname(rel), f".{os.path.basename(rel)}{whole_upload.TMP_SUFFIX}")  # noqa: E731
+    assert events == [("fsync", tmp(result)), ("replace", result), ("fsync", "trial_0"),
+                      ("fsync", tmp(state)), ("replace", state), ("fsync", ".")]
+
+
+def test_a_quota_the_file_system_reports_only_at_writeback_holds_the_state_back(tmp_path, monkeypatch):
+    """Lustre and NFS clients may accept the writes and report the quota when the data goes
+    out (fsync, close): the state renamed over before that would be cut on the server."""
+    staging = _staging(tmp_path, '{"trial_data": [["new", "{}"]]}', '{"epoch": 1}\n')
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    state = exp / "experiment_state-2026-11-30_09-55-31.json"
+    state.write_text('{"trial_data": []}')
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(f"{state.name}{whole_upload.TMP_SUFFIX}"):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError) as caught:
+        whole_upload.upload(str(staging), None, str(exp))
+    assert caught.value.errno == errno.EDQUOT
+    assert state.read_text() == '{"trial_data": []}'
+    assert not [p for p in exp.rglob("*") if p.name.endswith(whole_upload.TMP_SUFFIX)]
+
+
+def test_a_state_tune_rewrites_as_it_is_copied_is_not_renamed_over_the_last_whole_one(tmp_path, monkeypatch):
+    """Tune writes its next state into the staging folder in place while the last save's
+    upload may still run (its period counts the write, not the upload): the copy of a
+    file written meanwhile is cut, and renamed over it left the storage's only state cut
+    until the next save (a driver killed before that could not resume). Now the storage
+    keeps its last whole state, and the next save takes the new one."""
+    staging = _staging(tmp_path, '{"trial_data": [["new", "{}"]]}', '{"epoch": 1}\n')
+    name = "experiment_state-2026-11-30_09-55-31.json"
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / name).write_text('{"trial_data": []}')
+    real = whole_upload.shutil.copyfile
+
+    def rewritten_meanwhile(src, dst):
+        if not src.endswith(name):
+            return real(src, dst)
+        with open(src) as a, open(dst, "w") as b:
+            b.write(a.read()[:10])  # the copy got this far when Tune truncated and wrote again
+        with open(src, "w") as fh:
+            fh.write('{"trial_data": [["newer", "{}"]]}')
+        return dst
+
+    monkeypatch.setattr(whole_upload.shutil, "copyfile", rewritten_meanwhile)
+    whole_upload.upload(str(staging), None, str(exp))
+    assert (exp / name).read_text() == '{"trial_data": []}'
+    assert not [p for p in exp.rglob("*") if p.name.endswith(whole_upload.TMP_SUFFIX)]
+    monkeypatch.setattr(whole_upload.shutil, "copyfile", real)
+    whole_upload.upload(str(staging), None, str(exp))  # the next save takes it whole
+    assert (exp / name).read_text() == '{"trial_data": [["newer", "{}"]]}'

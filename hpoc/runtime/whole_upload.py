@@ -16,7 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Callable
+
+from hpoc.files import _sync_dir, _sync_file
 
 TMP_SUFFIX = ".hpoc-up"  # not .json/.pkl: Tune's restore copies back only those
 THREADS = 8
@@ -34,31 +37,44 @@ def upload(local_path: str, fs: Any, fs_path: str, exclude: Any = None) -> None:
         for name in sorted(names):
             (top if rel == "." else nested).append(os.path.normpath(os.path.join(rel, name)))
 
-    def one(rel: str) -> OSError | None:
-        src = os.path.join(local_path, rel)
+    def one(rel: str) -> tuple[str | None, OSError | None]:
+        """(the folder of the file if it was replaced, the error)"""
+        src, dest = os.path.join(local_path, rel), os.path.join(fs_path, rel)
         try:
-            replace_whole(src, os.path.join(fs_path, rel))
+            return (os.path.dirname(dest) if replace_whole(src, dest) else None), None
         except OSError as exc:
-            return None if not os.path.exists(src) else exc  # gone since the walk: nothing to save
-        return None
+            return None, None if not os.path.exists(src) else exc  # gone since the walk: nothing to save
 
     # In threads, as pyarrow copies: on a shared file system each file waits on the network.
     with ThreadPoolExecutor(THREADS) as pool:
         for batch in (nested, top):
-            first = next((e for e in pool.map(one, batch) if e is not None), None)
+            done = list(pool.map(one, batch))
+            for folder in sorted({d for d, _ in done if d}):
+                _sync_dir(Path(folder))  # the trials' renames durable before the state's
+            first = next((e for _, e in done if e is not None), None)
             if first is not None:
                 raise first
 
 
-def replace_whole(src: str, dest: str) -> None:
-    """`dest` becomes a copy of `src`, or stays as it was. A `dest` equal to `src` (a
-    finished trial's logs, at every save) is left alone: no write, nor room for a copy."""
+def replace_whole(src: str, dest: str) -> bool:
+    """`dest` becomes a copy of `src`, or stays as it was; whether it was replaced. A
+    `dest` equal to `src` (a finished trial's logs, at every save) is left alone: no
+    write, nor room for a copy. A `src` written as it was copied is left for the next
+    save: the copy may be cut (Tune writes its next state in place while an upload runs)."""
+    before = _written(src)
     if _same(src, dest):
-        return
+        return False
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}{TMP_SUFFIX}")
     try:
-        shutil.copyfile(src, tmp)  # close() reports what NFS and Lustre quotas defer to it
+        shutil.copyfile(src, tmp)
+        if _written(src) != before or os.path.getsize(tmp) != before[0]:
+            os.unlink(tmp)
+            return False
+        _keep_access(dest, tmp)
+        # On disk before it is named: a node crash leaves the old file or the new one, never
+        # an empty one; and Lustre and NFS clients report a quota only as the data goes out.
+        _sync_file(tmp)
         os.replace(tmp, dest)
     except BaseException:
         try:
@@ -66,6 +82,27 @@ def replace_whole(src: str, dest: str) -> None:
         except OSError:
             pass
         raise
+    return True
+
+
+def _written(path: str) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _keep_access(dest: str, tmp: str) -> None:
+    """Give `tmp` the mode and group of the `dest` it replaces: Ray's in-place copy kept
+    them, and a study folder opened to a project's group stays open (a new file gets the
+    umask and the user's group). Only what the user may set: a group they are not in stays."""
+    try:
+        st = os.stat(dest)
+    except FileNotFoundError:
+        return  # a new file: the umask's, as Ray's
+    try:
+        os.chown(tmp, -1, st.st_gid)
+    except PermissionError:
+        pass
+    os.chmod(tmp, st.st_mode & 0o7777)
 
 
 def remove_leftovers(exp: str | os.PathLike[str]) -> int:

@@ -41,7 +41,7 @@ from hpoc.compiler.check import (
 from hpoc.compiler.deepspeed_file import check_file
 from hpoc.compiler.map_reads import reads_as_map
 from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_read, config_used_whole,
-                                   reported_by_loop, study_reports, trainer_target)
+                                   study_reports, trainer_target)
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module, target_tree
 from hpoc.compiler.targets import check_step, function_step, without_execute

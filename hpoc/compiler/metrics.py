@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from hpoc.compiler.pysource import target_tree
+from hpoc.compiler.pysource import called, target_tree
 
 
 # `(own, reported)`: what the trainer's loop of its own hands Tune (None: hpoc's default
@@ -151,7 +151,7 @@ def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
     calls: dict[str | None, list[ast.Call]] = {}  # by the name called: one walk, not one per function
     for call in ast.walk(tree):
         if isinstance(call, ast.Call):
-            calls.setdefault(_called(call), []).append(call)
+            calls.setdefault(called(call), []).append(call)
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
@@ -178,11 +178,6 @@ def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
             else:
                 written.add(key)
     return {k: line for k, line in reads.items() if k not in written}
-
-
-def _called(call: ast.Call) -> str | None:
-    """The name a call calls (`build(...)`, `self.build(...)`)."""
-    return call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", None)
 
 
 def _given_whole(calls: list[ast.Call], fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:

@@ -128,3 +128,19 @@ def test_a_helper_given_a_group_of_the_config_reads_that_group(tmp_path) -> None
     # a helper handed the whole config still reads the trial's keys
     (d,) = _codes(tmp_path, trainer.replace("config['optimizer'])", "config)"), space=space, code="HP811")[:1]
     assert d.help == '`space` sets `optimizer.lr`, which a trial gets nested: read `config["optimizer"]["lr"]`'
+
+
+def test_the_keys_a_trainer_reads_are_read_once_for_all_its_unread_parameters(tmp_path, monkeypatch) -> None:
+    """Each searched parameter the trainer never reads had the module's config reads walked
+    again for its help: a space of many such parameters walked a big trainer as many times."""
+    from hpoc.compiler import rules
+
+    calls = []
+    real = rules.config_keys_read
+    monkeypatch.setattr(rules, "config_keys_read", lambda *a: calls.append(a) or real(*a))
+    trainer = ("import hpoc\n\nclass T(hpoc.Trainer):\n"
+               "    def create_model(self, config):\n        return config['width']\n")
+    space = "".join(f"  extra{i} = choice(1, 2)\n" for i in range(5))
+    found = _codes(tmp_path, trainer, space=space)
+    assert len(found) == 7  # hidden, act and the five extras: each warned
+    assert len(calls) <= 2, calls  # HP811's config-keys check and HP816's help: once each

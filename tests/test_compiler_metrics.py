@@ -84,3 +84,23 @@ def test_a_compile_reads_what_the_trainer_reports_once(tmp_path: Path, monkeypat
                    "scheduler asha { time_attr = epoch }\ncheckpoint { score_attribute = loss }\n",
                    workdir=str(tmp_path))
     assert calls == ["mytrainer:T"]
+
+
+def test_the_config_keys_of_a_module_of_many_helpers_are_read_in_one_walk_of_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each function taking a `config` had the whole module walked for its callers: a
+    trainer of 300 helpers (5,000 lines) took `hpoc check` 20 s, not 0.3 s."""
+    import ast
+
+    from hpoc.compiler import metrics, pysource
+
+    helpers = "".join(f"    def helper{i}(self, config):\n        return config['k{i}'] + self.helper{i + 1}(config)\n\n"
+                      for i in range(20))
+    (tmp_path / "mytrainer.py").write_text("from hpoc import Trainer\n\nclass T(Trainer):\n" + helpers)
+    pysource._parse.cache_clear()
+    walks: list[ast.AST] = []
+    real = ast.walk
+    monkeypatch.setattr(ast, "walk", lambda node: walks.append(node) or real(node))
+    reads = metrics.config_keys_read("mytrainer:T", str(tmp_path))
+    assert reads is not None and set(reads) == {f"k{i}" for i in range(20)}
+    assert sum(isinstance(n, ast.Module) for n in walks) <= 2, len(walks)

@@ -60,16 +60,19 @@ def drawn(fig):
     return canvas.get_renderer()
 
 
-def test_log_axis_tick_labels_do_not_overlap():
-    results = study()
+def x_label_boxes(results: Results, param: str) -> list:
+    """The boxes of the tick labels shown under `param`'s panel, left to right."""
     fig = P.objective_vs_params_figure(results, rank(results))
     renderer = drawn(fig)
-    (ax,) = [a for a in fig.axes if a.get_xlabel().startswith("optimizer.lr")]
+    (ax,) = [a for a in fig.axes if a.get_xlabel().startswith(param)]
     lo, hi = ax.get_xlim()
-    boxes = [t.get_window_extent(renderer) for t, x in zip(ax.get_xticklabels(), ax.get_xticks())
-             if t.get_text() and t.get_visible() and lo <= x <= hi]
+    return sorted((t.get_window_extent(renderer) for t, x in zip(ax.get_xticklabels(), ax.get_xticks())
+                   if t.get_text() and t.get_visible() and lo <= x <= hi), key=lambda b: b.x0)
+
+
+def test_log_axis_tick_labels_do_not_overlap():
+    boxes = x_label_boxes(study(), "optimizer.lr")
     assert len(boxes) >= 3  # the axis is still read: a label per decade at least
-    boxes.sort(key=lambda b: b.x0)
     assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
 
 
@@ -244,13 +247,7 @@ def narrow_lr(n: int = 6) -> Results:
 def test_log_axis_within_one_decade_has_readable_labels():
     """matplotlib falls back to a linear tick every 0.00025 there: 0.0015, 0.00175, 0.002, ...
     ran into each other."""
-    results = narrow_lr()
-    fig = P.objective_vs_params_figure(results, rank(results))
-    renderer = drawn(fig)
-    (ax,) = [a for a in fig.axes if a.get_xlabel().startswith("lr")]
-    lo, hi = ax.get_xlim()
-    boxes = sorted((t.get_window_extent(renderer) for t, x in zip(ax.get_xticklabels(), ax.get_xticks())
-                    if t.get_text() and t.get_visible() and lo <= x <= hi), key=lambda b: b.x0)
+    boxes = x_label_boxes(narrow_lr(), "lr")
     assert len(boxes) >= 2  # the axis is still read
     assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
 
@@ -264,12 +261,7 @@ def test_log_axis_over_two_decades_of_small_values_has_readable_labels():
     trials = [Trial(f"aaaaa_{i:05d}", "TERMINATED", {"lr": lr},
                     [{"training_iteration": 1, "val_loss": 1.0 + i / 10}]) for i, lr in enumerate(lrs)]
     results = Results("s", Path("/x"), [Metric("val_loss", "min")], trials, [], plan={"space": space})
-    fig = P.objective_vs_params_figure(results, rank(results))
-    renderer = drawn(fig)
-    (ax,) = [a for a in fig.axes if a.get_xlabel().startswith("lr")]
-    lo, hi = ax.get_xlim()
-    boxes = sorted((t.get_window_extent(renderer) for t, x in zip(ax.get_xticklabels(), ax.get_xticks())
-                    if t.get_text() and t.get_visible() and lo <= x <= hi), key=lambda b: b.x0)
+    boxes = x_label_boxes(results, "lr")
     assert len(boxes) >= 3  # the axis is still read: a label per decade at least
     assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [(b.x0, b.x1) for b in boxes]
 

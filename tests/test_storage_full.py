@@ -8,13 +8,14 @@ import errno
 import io
 import logging
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from hpoc.runtime import full, watch
+
+import tmpfs
 
 PYARROW = ("Failure # 1 (occurred at 2026-11-30_09:45:31)\nray::ImplicitFunc.train() (pid=12, ip=10.0.0.1)\n"
            "OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device\n")
@@ -179,26 +180,7 @@ def test_an_error_pickle_the_full_disk_left_empty_is_removed_a_readable_one_kept
 @pytest.fixture
 def tiny_fs(tmp_path):
     """A 1 MiB tmpfs of 64 inodes (root only: mount); unmounted after."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=64", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
-
-
-def _fill(mnt: Path) -> None:
-    with open(mnt / "filler", "wb", buffering=0) as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-        except OSError:
-            pass
+    yield from tmpfs.mounted(tmp_path, "size=1m,nr_inodes=64")
 
 
 def test_a_summary_the_full_disk_refuses_leaves_the_earlier_one_whole_and_no_temporary_file(tiny_fs):
@@ -206,7 +188,7 @@ def test_a_summary_the_full_disk_refuses_leaves_the_earlier_one_whole_and_no_tem
 
     exp = tiny_fs / "s"
     summary_mod.write({"study": "s", "interrupted": True}, exp)
-    _fill(tiny_fs)
+    tmpfs.fill(tiny_fs)
     with pytest.raises(OSError) as caught:
         summary_mod.write({"study": "s", "interrupted": False, "pad": "x" * 200_000}, exp)
     assert full.of_exception(caught.value) == "no space left on a device"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -792,6 +794,26 @@ def _gate() -> dict:
     return {"batch_s": 0.0, "stalled": threading.Event(), "release": threading.Event()}
 
 
+@contextlib.contextmanager
+def _hanging_server(tmp_path: Path, monkeypatch, timeout_s: str) -> Iterator[tuple[dict, dict]]:
+    """(plan, gate) of a study logging to `_rest_server`, which hangs once gate["stalled"] is
+    set: MLflow's client waits `timeout_s` a try and retries once (not its minutes), a send
+    in flight 1 s has the server probed. The server is released and shut down after."""
+    import mlflow.tracking  # noqa: F401
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 1.0, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", timeout_s)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    gate = _gate()
+    server = _rest_server([], gate=gate)
+    try:
+        yield plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}")), gate
+    finally:
+        gate["release"].set()
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_slow_server_does_not_hold_training_and_gets_every_metric(tmp_path):
     """Each metric was sent on the training thread: a server taking 0.25 s per write held the
     trial (and its GPU) 0.25 s an epoch. Logging returns at once; closing sends the rest, and
@@ -828,15 +850,7 @@ def test_a_server_that_hangs_mid_trial_does_not_hold_training(tmp_path, monkeypa
     waited FIRST_ANSWER_S, and one that does not answer switches the logger off with one
     line saying where the trial's metrics are. Later logs cost nothing, and the thread left
     in MLflow's retry ends once the server answers it."""
-    import mlflow.tracking  # noqa: F401
-
-    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 1.0, raising=False)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    gate, asked = _gate(), []
-    server = _rest_server(asked, gate=gate)
-    try:
-        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+    with _hanging_server(tmp_path, monkeypatch, "3") as (plan, gate):
         before = len(_sending_threads())
         tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
         tracker.log_metrics({"val_loss": 1.0}, step=0)
@@ -856,10 +870,6 @@ def test_a_server_that_hangs_mid_trial_does_not_hold_training(tmp_path, monkeypa
         said = [r.getMessage() for r in caplog.records if "tracking disabled" in r.getMessage()]
         assert len(said) == 1 and "does not answer in 1 s" in said[0] and "result.json" in said[0], said
         assert open_loggers(plan, "t00001_abc", {"lr": 0.1}, rank=0, parent_run_id="0123").kinds == []
-    finally:
-        gate["release"].set()
-        server.shutdown()
-        server.server_close()
     deadline = time.monotonic() + 10
     while len(_sending_threads()) > before and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -870,15 +880,7 @@ def test_closing_a_trial_whose_server_hung_is_bounded(tmp_path, monkeypatch, cap
     """The trial's end sent its last metrics and ended its run on the server: a server hung
     since waited for MLflow's client as long (shortened here as above) before the trial
     could end and free its GPU."""
-    import mlflow.tracking  # noqa: F401
-
-    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 1.0, raising=False)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    gate, asked = _gate(), []
-    server = _rest_server(asked, gate=gate)
-    try:
-        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+    with _hanging_server(tmp_path, monkeypatch, "5") as (plan, gate):
         tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
         tracker.log_metrics({"val_loss": 1.0}, step=0)
         time.sleep(0.2)  # sent
@@ -887,25 +889,13 @@ def test_closing_a_trial_whose_server_hung_is_bounded(tmp_path, monkeypatch, cap
         tracker.close()
         assert time.monotonic() - started < 4  # FIRST_ANSWER_S and a 1 s probe
         assert len([r for r in caplog.records if "tracking disabled" in r.getMessage()]) == 1
-    finally:
-        gate["release"].set()
-        server.shutdown()
-        server.server_close()
 
 
 def test_an_item_logged_to_a_server_that_hung_switches_the_logger_off(tmp_path, monkeypatch, caplog):
     """`self.log(item, kind="text")` to a server gone mid-trial failed as "one bad item" (after
     MLflow's minutes of retries) and kept the logger: each later log waited as long again.
     It is waited for FIRST_ANSWER_S and a probe, then the logger is off, said once."""
-    import mlflow.tracking  # noqa: F401
-
-    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 1.0, raising=False)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    gate, asked = _gate(), []
-    server = _rest_server(asked, gate=gate)
-    try:
-        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+    with _hanging_server(tmp_path, monkeypatch, "5") as (plan, gate):
         tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
         time.sleep(0.2)  # its params sent
         gate["stalled"].set()
@@ -918,10 +908,6 @@ def test_an_item_logged_to_a_server_that_hung_switches_the_logger_off(tmp_path, 
         assert time.monotonic() - started < 0.2
         said = [r.getMessage() for r in caplog.records if r.name == "hpoc.tracking"]
         assert len(said) == 1 and "tracking disabled" in said[0] and "result.json" in said[0], said
-    finally:
-        gate["release"].set()
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_server_found_gone_is_asked_again_a_while_later(tmp_path, monkeypatch):

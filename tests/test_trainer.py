@@ -1249,19 +1249,25 @@ def test_a_diverged_model_reports_a_nan_accuracy_not_the_share_of_class_0(tmp_pa
     assert history[-1]["val_accuracy"] != history[-1]["val_accuracy"], history[-1]
 
 
-def test_a_getter_that_returns_nothing_is_named_when_the_splitter_fails_on_it(tmp_path):
-    """A getter without its `return`: the splitter failed with "cannot unpack non-iterable
-    NoneType object", blaming the splitter for the getter's mistake."""
+def _splitter_failure(tmp_path: Path, getter_body: str) -> str:
+    """What load_data says when a getter returning `getter_body`'s value meets a splitter
+    that unpacks it as `x, y`."""
     workdir = write_toy(tmp_path / "study")
     (workdir / "reader.py").write_text(
-        "class Getter:\n    def execute(self):\n        data = [1, 2, 3]\n\n"
+        f"class Getter:\n    def execute(self):\n        {getter_body}\n\n"
         "class Splitter:\n    def execute(self, data):\n        x, y = data\n        return x, y, None\n")
     plan = make_plan(workdir, tmp_path / "results",
                      pipeline={"getter": {"target": "reader:Getter", "args": {}},
                                "splitter": {"target": "reader:Splitter", "args": {}}})
     with pytest.raises(pipeline.PipelineError) as info:
         pipeline.load_data(plan)
-    message = str(info.value)
+    return str(info.value)
+
+
+def test_a_getter_that_returns_nothing_is_named_when_the_splitter_fails_on_it(tmp_path):
+    """A getter without its `return`: the splitter failed with "cannot unpack non-iterable
+    NoneType object", blaming the splitter for the getter's mistake."""
+    message = _splitter_failure(tmp_path, "data = [1, 2, 3]")
     assert message.startswith("splitter `reader:Splitter` failed: TypeError: cannot unpack non-iterable NoneType")
     assert message.endswith("\n  note: the getter `reader:Getter` returned None: does its execute() end with a "
                             "`return`?"), message
@@ -1270,16 +1276,7 @@ def test_a_getter_that_returns_nothing_is_named_when_the_splitter_fails_on_it(tm
 def test_a_getter_whose_output_the_splitter_cannot_unpack_is_named_with_what_it_returned(tmp_path):
     """A getter that returns a file's path, not its data: the splitter failed with "too many
     values to unpack (expected 2)", saying nothing of what it was given."""
-    workdir = write_toy(tmp_path / "study")
-    (workdir / "reader.py").write_text(
-        "class Getter:\n    def execute(self):\n        return 'data.csv'\n\n"
-        "class Splitter:\n    def execute(self, data):\n        x, y = data\n        return x, y, None\n")
-    plan = make_plan(workdir, tmp_path / "results",
-                     pipeline={"getter": {"target": "reader:Getter", "args": {}},
-                               "splitter": {"target": "reader:Splitter", "args": {}}})
-    with pytest.raises(pipeline.PipelineError) as info:
-        pipeline.load_data(plan)
-    message = str(info.value)
+    message = _splitter_failure(tmp_path, "return 'data.csv'")
     assert message.startswith("splitter `reader:Splitter` failed: ValueError: too many values to unpack")
     assert message.endswith("\n  note: the getter `reader:Getter` returned a str ('data.csv'), which the "
                             "splitter could not unpack"), message

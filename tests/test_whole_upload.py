@@ -17,30 +17,13 @@ import pytest
 
 from hpoc.runtime import full, whole_upload
 
+import tmpfs
+
 
 @pytest.fixture
 def tiny_fs(tmp_path):
     """A 1 MiB tmpfs (root only: mount); unmounted after."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
-
-
-def _fill(mnt: Path) -> None:
-    with open(mnt / "filler", "wb", buffering=0) as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 4096)
-        except OSError:
-            pass
+    yield from tmpfs.mounted(tmp_path, "size=1m")
 
 
 def _save(storage: Path, staging: Path) -> None:
@@ -98,7 +81,7 @@ def test_a_save_the_full_disk_refuses_leaves_the_last_whole_state_and_no_tempora
     staging = _staging(work, whole, '{"epoch": 1}\n')
     _save(tiny_fs, staging)
     exp = tiny_fs / "s"
-    _fill(tiny_fs)
+    tmpfs.fill(tiny_fs)
     grown = json.dumps({"trial_data": [["a" * 2000, "{}"], ["b" * 200_000, "{}"]]})
     _staging(work, grown, '{"epoch": 1}\n')
     with pytest.raises(OSError) as caught:

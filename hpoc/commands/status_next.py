@@ -133,7 +133,7 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
             stopped_by.setdefault(why[1], []).append((s["shard"], why))
     stops = {s["shard"]: s["stopped"] for s in shards if s.get("stopped")}
     dirs = {s["shard"]: s.get("experiment_dir") for s in shards}
-    cut: set[int] = set()  # stopped for room, their state cut short: no resume, --fresh
+    fresh_only: set[int] = set()  # stopped for room, their state cut short: no resume, --fresh
     for error, alike_shards in stopped_by.items():
         k, why = alike_shards[0]
         where = next((line[len("--> "):] for line in why if line.startswith("--> ")), None)
@@ -141,7 +141,7 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
         room = make_room(why[0])
         fresh = fresh_after(dirs[k]) if room and dirs.get(k) else None
         if fresh:
-            cut.update(j for j, _ in alike_shards if fresh_after(dirs[j]))
+            fresh_only.update(j for j, _ in alike_shards if fresh_after(dirs[j]))
         ids = {j for j, _ in alike_shards}
         kept_failed = room and _keeps_failed(plan) and any(s["errored"] for s in shards if s["shard"] in ids)
         fix = f"{room}, then {fresh}" if fresh else f"{room}, then {_RETRY_FULL}" if kept_failed else \
@@ -156,7 +156,7 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
         return steps + [f"squeue could not be asked ({status['squeue_error']}), so this study's "
                         "queued and running jobs are unknown: run `hpoc status` again where squeue "
                         "answers (SLURM_CONF set, the controller up) before resuming or submitting"]
-    stopped = [s["shard"] for s in shards if s["shard"] not in cut and (
+    stopped = [s["shard"] for s in shards if s["shard"] not in fresh_only and (
                s["state"] in ("interrupted", "unknown", "extended")
                or (s["state"] == "not started" and status["state"] != "not started"))]
     grown = [s["grown"] for s in shards if s.get("grown")]

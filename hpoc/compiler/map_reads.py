@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from typing import Callable, Iterable
 
-from hpoc.compiler.pysource import source_tree
+from hpoc.compiler.pysource import called, source_tree
 
 _WALKS = {"items", "keys", "values"}  # `config["clip"].items()`: the map walked as one
 _COPIES = {"dict", "copy", "deepcopy"}  # `dict(config["clip"])`: the map still
@@ -28,7 +28,7 @@ def reads_as_map(target: str, workdir: str | None, path: str, keys: Iterable[str
     bound: set[str] = set()
 
     def the_map(node: ast.AST) -> bool:
-        if isinstance(node, ast.Call) and node.args and _called(node) in _COPIES:  # `dict(config["clip"])`
+        if isinstance(node, ast.Call) and node.args and called(node) in _COPIES:  # `dict(config["clip"])`
             return the_map(node.args[0])
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "copy":
             return the_map(node.func.value)
@@ -41,7 +41,7 @@ def reads_as_map(target: str, workdir: str | None, path: str, keys: Iterable[str
                     and the_map(node.value):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 bound.update(t.id for t in targets if isinstance(t, ast.Name))
-            elif isinstance(node, ast.Call) and (f := functions.get(_called(node))) is not None:
+            elif isinstance(node, ast.Call) and (f := functions.get(called(node))) is not None:
                 bound.update(_parameters(f, node, the_map))
 
     for node in ast.walk(tree):
@@ -55,12 +55,6 @@ def reads_as_map(target: str, workdir: str | None, path: str, keys: Iterable[str
         if isinstance(node, ast.Dict) and any(k is None and the_map(v) for k, v in zip(node.keys, node.values)):
             return True
     return False
-
-
-def _called(call: ast.Call) -> str | None:
-    """The name of a function or method called (`helper(...)`, `self.helper(...)`)."""
-    func = call.func
-    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
 
 
 def _parameters(f: ast.FunctionDef | ast.AsyncFunctionDef, call: ast.Call,

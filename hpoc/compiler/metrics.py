@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from hpoc.compiler.pysource import target_tree
+from hpoc.compiler.pysource import called, target_tree
 
 
 # `(own, reported)`: what the trainer's loop of its own hands Tune (None: hpoc's default
@@ -148,13 +148,17 @@ def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
         return None
     reads: dict[str, int] = {}
     written: set[str] = set()
+    calls: dict[str | None, list[ast.Call]] = {}  # by the name called: one walk, not one per function
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call):
+            calls.setdefault(called(call), []).append(call)
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         params = {a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)}
         local = "config" in params and not any(
             isinstance(n, ast.Name) and n.id == "config" and not isinstance(n.ctx, ast.Load) for n in ast.walk(fn)) \
-            and _given_whole(tree, fn)
+            and _given_whole(calls.get(fn.name, []), fn)
         for node in ast.walk(fn):
             if isinstance(node, (ast.Assign, ast.AnnAssign)):
                 for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
@@ -176,16 +180,13 @@ def config_keys_read(target: str, workdir: str | None) -> dict[str, int] | None:
     return {k: line for k, line in reads.items() if k not in written}
 
 
-def _given_whole(tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    """Whether the module's calls of `fn` give its `config` the trial config (`config`,
-    `self.config`), not a part of it (`build(params, config["optimizer"])`, whose
+def _given_whole(calls: list[ast.Call], fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether the module's `calls` of `fn` (by its name) give its `config` the trial config
+    (`config`, `self.config`), not a part of it (`build(params, config["optimizer"])`, whose
     `config["lr"]` reads the group)."""
     args = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
     at = args.index("config") if "config" in args else None
-    for call in ast.walk(tree):
-        if not isinstance(call, ast.Call) or fn.name != (call.func.id if isinstance(call.func, ast.Name)
-                                                          else getattr(call.func, "attr", None)):
-            continue
+    for call in calls:
         given = next((k.value for k in call.keywords if k.arg == "config"), None)
         if given is None and at is not None:
             shift = 1 if isinstance(call.func, ast.Attribute) and args[:1] in (["self"], ["cls"]) else 0

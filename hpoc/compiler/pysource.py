@@ -162,6 +162,12 @@ def _imported_from(tree: ast.Module, path: str, module: str, name: str) -> tuple
     return origin
 
 
+def called(call: ast.Call) -> str | None:
+    """The name of the function or method a call calls (`helper(...)`, `self.helper(...)`)."""
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
 def parse_module(path: str) -> ast.Module | SyntaxError | None:
     """The tree of the file at `path`; its SyntaxError when it does not parse; None when it
     cannot be read (or is too deep to parse)."""

@@ -41,7 +41,7 @@ from hpoc.compiler.check import (
 from hpoc.compiler.deepspeed_file import check_file
 from hpoc.compiler.map_reads import reads_as_map
 from hpoc.compiler.metrics import (Reports, config_keys_guarded, config_keys_read, config_used_whole,
-                                   reported_by_loop, study_reports, trainer_target)
+                                   study_reports, trainer_target)
 from hpoc.compiler.points import check_points
 from hpoc.compiler.pysource import find_module, target_tree
 from hpoc.compiler.targets import check_step, function_step, without_execute
@@ -598,13 +598,15 @@ def _unread_params(ch: Checker, out: dict[str, Any], workdir: str | None) -> Non
     known = set(named) | {"epochs", "batch_size", "optimizer"} | set(OPTIMIZER_READS) - {"name"}
     # a condition's parameter decides which others a trial has (`reg` for `dropout`)
     known |= {p["condition"]["param"].split(".")[0] for p in out["space"]["params"] if p.get("condition")}
+    reads: list[str] | None = None  # the keys it does read, for the help: read once, if any is warned
     for i, p in enumerate(out["space"]["params"]):
         top = p["name"].split(".")[0]
         if top in known or _REPLICATE.fullmatch(p["name"]):
             continue  # `rep = grid(1, 2, 3)`: repeats each configuration, read or not
         if p["name"] not in T.MODEL_WORDS and T.key_home(p["name"]) in T.RUN_SECTIONS:
             continue  # a setting of another section: _settings_in_space says where it belongs
-        reads = sorted((config_keys_read(target, workdir) or {}).keys() | {"batch_size", "epochs"})
+        if reads is None:
+            reads = sorted((config_keys_read(target, workdir) or {}).keys() | {"batch_size", "epochs"})
         repeat = (" (to run each configuration several times, `trials { num_samples = N }` repeats the grid)"
                   if p["domain"] == "grid" else "")
         argument = (f"hpoc.Trainer reads `{top}` as the trainer's argument only, one value for every trial: "

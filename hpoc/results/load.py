@@ -318,7 +318,6 @@ def _recorded(recorded: Any, *path: str) -> Any:
 def _mixed_plans(root: Path, shards: list[Shard]) -> str | None:
     """Read without a plan: shards whose runs recorded different plans (a spec edited between
     a job array's tasks) hold two searches, which nothing tells apart but this."""
-    from hpoc.runtime import marker
     from hpoc.runtime.shards import index_ranges
 
     ran = [(s.index, s.marker) for s in shards if isinstance(s.marker, dict) and "run_hash" in s.marker]

@@ -297,6 +297,7 @@ def test_a_study_whose_first_trials_fail_the_same_way_stops_and_resumes_once_fix
            "again" in stop
     summary = _summary(plan)
     assert summary["interrupted"] and "failed with the same error" in summary["stopped"]
+    assert summary["stop"] == {"kind": "fail_fast", "at": None}
     # the others never ran to the end: paused (running when it stopped) or pending; one
     # waiting for its retry at the stop failed too
     assert summary["status_counts"]["ERROR"] >= 3, summary["status_counts"]

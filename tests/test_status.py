@@ -351,6 +351,26 @@ def test_a_study_stopped_by_a_full_disk_says_to_make_room_not_to_fix_the_trainer
     assert "next: resume" not in out
 
 
+@pytest.mark.parametrize("kind", ["disk_full", "fail_fast"])
+def test_status_advises_from_the_stops_kind_not_its_words(tmp_path, capsys, kind):
+    """status told a full disk from fail fast by parsing `stopped`'s words: reworded, a full
+    disk got "fix the trainer" (and words that looked like a full disk got "free space")."""
+    exp = finished_local_run(tmp_path)
+    words = {"disk_full": "trial aaaaa_00001: the disk filled up",
+             "fail_fast": f"trial aaaaa_00001: no space left on a device writing under {exp}"}[kind]
+    path = summary(exp, "tiny", [{"trial_id": "aaaaa_00001", "status": "TERMINATED"}],
+                   interrupted=True, metric="val_accuracy", mode="max", stopped=words)
+    data = json.loads(path.read_text())
+    data["stop"] = {"kind": kind, "at": "/scratch/me" if kind == "disk_full" else None}
+    path.write_text(json.dumps(data))
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    fix = ("free space and files under /scratch/me (or ask for a larger quota)" if kind == "disk_full"
+           else "fix the trainer")
+    assert f"next: shard 0 stopped itself: {words}; {fix}, then resume\n" in out, out
+    assert json.loads(status(capsys, exp, "--json")[1])["shards"][0]["stop"] == data["stop"]
+
+
 def test_a_study_that_failed_fast_in_its_splitter_says_to_fix_the_splitter(tmp_path, capsys, monkeypatch):
     """It said "fix the trainer" whichever step's code raised the error."""
     from submit_support import fake_squeue

@@ -126,6 +126,47 @@ def test_a_trial_that_errored_for_want_of_room_stops_the_study_too(tmp_path, sta
     assert watch.STATE.failed.startswith("trial aaaa0003: disk quota exceeded writing under")
 
 
+def test_the_summary_records_the_kind_of_the_stop_not_only_its_words(tmp_path, state, monkeypatch):
+    """status and results told a full disk from fail fast by parsing `stopped`'s words."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import summary as summary_mod
+
+    plan = {"study": {"name": "s"}, "space": {"params": [], "constants": {}},
+            "objective": {"metrics": [{"name": "loss", "mode": "min"}]}}
+
+    def written() -> dict:
+        built = summary_mod.build(plan, 0, [], wall_s=1.0, interrupted=True, experiment_dir=tmp_path,
+                                  plan_hash="sha256:0", stopped=watch.STATE.failed, stop=watch.stop())
+        summary_mod.write(built, tmp_path)
+        return summary_mod.read(tmp_path)
+
+    assert written()["stop"] is None  # a run that did not stop itself
+    _full_fs(monkeypatch)
+    trial = _trial(tmp_path, "aaaa0001", PYARROW)
+    watch._trial_recovered(trial, [trial])
+    assert written()["stop"] == {"kind": "disk_full", "at": str(tmp_path)}
+    watch.STATE.__init__()
+    watch.STATE.fail_fast = SimpleNamespace(headline="stopping the study: every trial failed")
+    watch._stop_failed("all of the first 3 trials to end failed with the same error")
+    got = written()
+    assert got["stop"] == {"kind": "fail_fast", "at": None}
+    same_way = "the study stopped itself, its trials failing the same way"
+    assert same_way in summary_mod.describe_best(got)
+    # the kind, not the words, says a full disk: no trial failed the same way, it resumes
+    said = summary_mod.describe_best({**got, "stop": {"kind": "disk_full", "at": "/x"}})
+    assert same_way not in said and "running the same plan again resumes it" in said
+
+
+def test_an_old_summary_without_a_stop_reads_its_kind_from_the_words():
+    from hpoc.runtime.summary import stop_of
+
+    words = "trial a: disk quota exceeded writing under /scratch/me (1.0 MiB and 9 inodes free)"
+    assert stop_of({"stopped": words}) == {"kind": "disk_full", "at": "/scratch/me"}
+    assert stop_of({"stopped": "all 3 trials failed\n  KeyError: 'x'"}) == {"kind": "fail_fast", "at": None}
+    assert stop_of({"stopped": None, "stop": None}) is None and stop_of(None) is None
+
+
 @pytest.mark.parametrize("error", ["ValueError: bad lr\n", PYARROW])  # PYARROW: the storage has room
 def test_another_error_is_retried_as_before(tmp_path, state, error):
     trial = _trial(tmp_path, "aaaa0004", error)

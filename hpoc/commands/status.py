@@ -553,7 +553,7 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
     """`recorded`: the shard's plan marker where `results` read it already."""
     from hpoc.results.live import earlier_summary, lock_and_summary, other_plans
     from hpoc.runtime.marker import read as read_marker
-    from hpoc.runtime.summary import SUMMARY, ending, exit_code
+    from hpoc.runtime.summary import SUMMARY, ending, exit_code, stop_of
     from hpoc.runtime.summary import read as read_summary
 
     def read() -> tuple[dict[str, Any] | None, bool]:
@@ -604,6 +604,7 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
                   and bool(exit_code(summary)))
     return {"shard": k, "state": state, "experiment_dir": str(exp), "job": job,
             "run": run.to_dict() if run is not None else None, "stopped": why,
+            "stop": stop_of(summary) if why else None,
             "trials": len(trials), **counts, "time_limit": timed_out,
             "retry_cut": cut, "best": _best(trials, metric),
             # its driver exited 1 (every trial failed, or none gave a finite objective)

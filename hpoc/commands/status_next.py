@@ -138,7 +138,8 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
         k, why = alike_shards[0]
         where = next((line[len("--> "):] for line in why if line.startswith("--> ")), None)
         said = next((line[len("help: "):] for line in why if line.startswith("help: ")), None)
-        room = make_room(why[0])
+        stop = next(t.get("stop") or {} for t in shards if t["shard"] == k)
+        room = make_room(stop["at"]) if stop.get("kind") == "disk_full" and stop.get("at") else None
         fresh = fresh_after(dirs[k]) if room and dirs.get(k) else None
         if fresh:
             fresh_only.update(j for j, _ in alike_shards if fresh_after(dirs[j]))

@@ -108,21 +108,10 @@ def stop_line(what: str, storage: str) -> str:
     return f"{what} writing under {storage}" + (f" ({left})" if left else "")
 
 
-_UNDER = re.compile(r" writing under (.+?)(?: \(\d[^()]*free\))?$")
-
-
-def for_room(stopped: str | None) -> bool:
-    """Whether a summary's `stopped` is a stop for want of room (stop_line's words), not
-    fail fast's: no trial failed the same way, and the study resumes once there is room."""
-    first = str(stopped or "").split("\n", 1)[0]
-    return bool(_UNDER.search(first)) and (SPACE in first or QUOTA in first)
-
-
-def make_room(stopped: str) -> str | None:
-    """What `hpoc status` says to do about a stop for want of room (a summary's `stopped`,
-    stop_line's words): free space where it ran out; None for any other stop."""
-    m = _UNDER.search(stopped) if for_room(stopped) else None
-    return f"free space and files under {m.group(1)} (or ask for a larger quota)" if m else None
+def make_room(at: str) -> str:
+    """What `hpoc status` says to do about a stop for want of room at `at` (the summary's
+    `stop.at`): free space there."""
+    return f"free space and files under {at} (or ask for a larger quota)"
 
 
 def hint(storage: str, again: str) -> str:

@@ -468,7 +468,8 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, loaded: list
                                run_started=runlock.own_start(exp), stopped=STATE.failed,
                                cut_short=cut_short, budget_reached=budget_reached,
                                time_budget_s=budget, planned=total,
-                               signal_name=signal.Signals(STATE.signal).name if STATE.signal else None)
+                               signal_name=signal.Signals(STATE.signal).name if STATE.signal else None,
+                               stop=watch.stop())
     if parent_run:
         status = "FAILED" if STATE.failed or (not interrupted and summary_mod.exit_code(result)) \
             else "KILLED" if interrupted else "FINISHED"

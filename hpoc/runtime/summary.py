@@ -3,7 +3,7 @@
     {"study", "shard", "plan_hash", "metrics": [{"name", "mode"}], "num_trials",
      "status_counts": {"TERMINATED": 5, "ERROR": 1}, "best": {...} | null,
      "trials": [{"trial_id", "status", "config", "metrics", "epochs", "error", "stopped", "path"[, "retry_cut"]}],
-     "wall_s", "interrupted", "stopped", "experiment_dir", "run_started", "planned",
+     "wall_s", "interrupted", "stopped", "stop", "experiment_dir", "run_started", "planned",
      "budget_reached_s", "signal"}
 
 Statuses are Ray Tune's (TERMINATED, ERROR, RUNNING, PENDING, PAUSED). `config` is the
@@ -12,7 +12,9 @@ nested config the trainer saw; `metrics` the trial's last report (the user's key
 is why hpoc stopped it ("time limit": timelimit.py; "time budget" for a trial whose retry
 after a failure the study's time budget cut short), or null; `retry_cut` marks a trial
 stopped while it was being retried, whose `error` is the failure the retry followed. The summary's `stopped` says why
-the study stopped itself (failfast.py), or is null; such a run is `interrupted` (resumable).
+the study stopped itself (failfast.py, full.py), or is null; such a run is `interrupted` (resumable).
+`stop` is that stop as data, for status and results to act on rather than its words:
+{"kind": "fail_fast" | "disk_full", "at": the full disk's folder | null}, or null (stop_of).
 `budget_reached_s`: the time budget that ended the run, `signal` the signal that interrupted
 it (`ending` says either), or null. `search_ended`: the search algorithm, when the run ended
 with fewer trials than `planned` because it had nothing more to suggest (bayesopt's
@@ -254,7 +256,7 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
           run_started: float | None = None, stopped: str | None = None,
           cut_short: dict[str, str] | None = None, budget_reached: bool = False,
           time_budget_s: float | None = None, planned: int | None = None,
-          signal_name: str | None = None) -> dict[str, Any]:
+          signal_name: str | None = None, stop: dict[str, Any] | None = None) -> dict[str, Any]:
     """`cut_short`: trial id -> the failure of the trials being retried when the run ended
     (Tune marks a trial that the time budget or its time limit stopped TERMINATED, as any
     other): such a trial keeps that failure as its `error`, with `retry_cut` set; one
@@ -290,6 +292,7 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
         "wall_s": round(float(wall_s), 3),
         "interrupted": bool(interrupted),
         "stopped": stopped,
+        "stop": stop if stopped else None,  # watch.stop(): the kind of that stop
         "experiment_dir": str(experiment_dir),
         # The run lock's `started`: which run wrote this. Its mtime cannot tell: Ray copies
         # a resumed run's staging folder, old summary.json included, back over the storage.
@@ -316,6 +319,26 @@ def stopped_itself(stopped: str) -> str:
     as `hpoc status`, `hpoc results` and the report say it."""
     why = [line.strip() for line in str(stopped).splitlines()] + [""]
     return f"stopped itself: {why[0]}" + (f" ({why[1]})" if why[1] else "")
+
+
+def stop_of(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The summary's `stop` ({"kind", "at"}), or None where the study did not stop itself."""
+    if not summary or not summary.get("stopped"):
+        return None
+    if isinstance(summary.get("stop"), dict):
+        return summary["stop"]
+    return _old_stop(str(summary["stopped"]))
+
+
+# OLD FILES ONLY: summaries written before `stop` existed; their kind read back from the words.
+_UNDER = re.compile(r" writing under (.+?)(?: \(\d[^()]*free\))?$")
+
+
+def _old_stop(stopped: str) -> dict[str, Any]:
+    """The `stop` of an old summary's `stopped`: full.stop_line's words are a full disk."""
+    first = stopped.split("\n", 1)[0]
+    m = _UNDER.search(first) if full.SPACE in first or full.QUOTA in first else None
+    return {"kind": "disk_full", "at": m.group(1)} if m else {"kind": "fail_fast", "at": None}
 
 
 def ending(summary: dict[str, Any] | None) -> str | None:
@@ -454,7 +477,7 @@ def describe_best(summary: dict[str, Any], budget_s: float | None = None, planne
         return "\n".join(lines)
     if best is None:
         # a stop for want of room is no trial failing the same way: it resumes once there is room
-        failed_fast = bool(summary.get("stopped")) and not full.for_room(summary["stopped"])
+        failed_fast = (stop_of(summary) or {}).get("kind") == "fail_fast"
         lines.append(unranked.why(objective(summary), outcomes(summary),
                                   errors_said(summary), stopped=bool(summary.get("interrupted")),
                                   failed_fast=failed_fast, budget_s=budget_s, words=words))

@@ -399,6 +399,13 @@ def _stop_failed(verdict: str | None) -> None:
         say(STATE.stream or sys.stderr, f"[hpoc] {STATE.fail_fast.headline}")
 
 
+def stop() -> dict[str, Any] | None:
+    """The summary's `stop`: why the study stopped itself as data (STATE.failed is words)."""
+    if STATE.failed is None:
+        return None
+    return {"kind": "disk_full", "at": STATE.full_at} if STATE.full else {"kind": "fail_fast", "at": None}
+
+
 def tune_stopper() -> Any:
     """Tune's own graceful stop (the handler it installs for SIGUSR1) while it runs, or None."""
     handler = signal.getsignal(signal.SIGUSR1)

@@ -1879,3 +1879,16 @@ def test_a_full_disk_stop_under_retry_errored_false_says_to_resume_with_retry_er
            "quota), then resume with --retry-errored --from-checkpoint (HPOC_RETRY_ERRORED=checkpoint " \
            "for a job script): a plain resume keeps the trials the full disk failed failed " \
            "(`resume.retry_errored = false`)\n" in out, out
+
+
+def test_a_state_held_back_long_is_a_warning(tmp_path, capsys):
+    """The driver's line of a state held back save after save (whole_upload.HELD)."""
+    from hpoc.runtime.whole_upload import HELD
+
+    exp = finished_local_run(tmp_path)
+    (exp / HELD).write_text("the experiment state was not saved for the last 9 saves (12 min): x\n")
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert "\nwarning: the experiment state was not saved for the last 9 saves (12 min): x\n" in out
+    (exp / HELD).unlink()
+    assert "warning" not in status(capsys, exp)[1]

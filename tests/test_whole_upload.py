@@ -322,3 +322,89 @@ def test_a_state_tune_rewrites_as_it_is_copied_is_not_renamed_over_the_last_whol
     monkeypatch.setattr(whole_upload.shutil, "copyfile", real)
     whole_upload.upload(str(staging), None, str(exp))  # the next save takes it whole
     assert (exp / name).read_text() == '{"trial_data": [["newer", "{}"]]}'
+
+
+@pytest.fixture
+def held(monkeypatch):
+    """The driver's lines, with the count of held saves fresh; a clock the test moves."""
+    said: list[str] = []
+    clock = [1_000_000.0]
+    monkeypatch.setattr(whole_upload, "_held", {"since": None, "saves": 0, "said": False})
+    monkeypatch.setattr(whole_upload, "_say", said.append)
+    monkeypatch.setattr(whole_upload.time, "time", lambda: clock[0])
+    return said, clock
+
+
+def test_a_trials_file_refused_at_every_save_is_said_once_it_held_the_state_back_long(tmp_path, monkeypatch, held):
+    """A colleague's file in a shared storage (EACCES) fails at every save: the state stays
+    held for the rest of the study. Once held for HELD_SAVES saves and HELD_S seconds the
+    driver says so, once, with the file, the error, what to do and the state a resume reads;
+    `hpoc status` reads the same line beside the state until a save goes whole again."""
+    said, clock = held
+    staging = _staging(tmp_path, '{"trial_data": [["new", "{}"]]}', '{"epoch": 1}\n')
+    exp = tmp_path / "exp"
+    (exp / "trial_0").mkdir(parents=True)
+    state = exp / "experiment_state-2026-11-30_09-55-31.json"
+    state.write_text('{"trial_data": []}')
+    os.utime(state, (1_000_000.0 - 3600,) * 2)
+    real = whole_upload.shutil.copyfile
+
+    def refused(src, dst):
+        if "result.json" in dst:
+            raise PermissionError(errno.EACCES, "Permission denied", dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(whole_upload.shutil, "copyfile", refused)
+    for _ in range(whole_upload.HELD_SAVES + 2):  # saves every few seconds: not yet HELD_S
+        clock[0] += 10
+        with pytest.raises(PermissionError):
+            whole_upload.upload(str(staging), None, str(exp))
+    assert said == [] and not (exp / whole_upload.HELD).exists()
+    for _ in range(3):
+        clock[0] += whole_upload.HELD_S
+        with pytest.raises(PermissionError):
+            whole_upload.upload(str(staging), None, str(exp))
+    assert len(said) == 1, said
+    line = said[0]
+    stamp = whole_upload.time.strftime("%Y-%m-%d %H:%M", whole_upload.time.localtime(1_000_000.0 - 3600))
+    assert line.startswith("[hpoc] warning: the experiment state was not saved for the last 6 saves")
+    assert "trial_0/result.json" in line and "Permission denied" in line and "fix its permissions" in line
+    assert f"a resume starts from the state of {stamp}" in line and "\n" not in line
+    assert (exp / whole_upload.HELD).read_text() == line.removeprefix("[hpoc] warning: ") + "\n"
+    assert state.read_text() == '{"trial_data": []}'  # still held: never skipped past the trial's file
+
+    monkeypatch.setattr(whole_upload.shutil, "copyfile", real)  # the permissions fixed
+    whole_upload.upload(str(staging), None, str(exp))
+    assert state.read_text() == '{"trial_data": [["new", "{}"]]}'
+    assert not (exp / whole_upload.HELD).exists() and whole_upload._held["saves"] == 0
+
+
+def test_a_state_held_back_by_a_full_disk_says_to_free_space(tmp_path, monkeypatch, held):
+    said, clock = held
+    staging = _staging(tmp_path, "{}", '{"epoch": 1}\n')
+    real = whole_upload.shutil.copyfile
+
+    def full(src, dst):
+        if "params.json" in dst:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded", dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(whole_upload.shutil, "copyfile", full)
+    for _ in range(whole_upload.HELD_SAVES):
+        clock[0] += whole_upload.HELD_S
+        with pytest.raises(OSError):
+            whole_upload.upload(str(staging), None, str(tmp_path / "exp"))
+    assert len(said) == 1 and "trial_0/params.json could not be written" in said[0]
+    assert "(Disk quota exceeded); free space in the storage" in said[0]
+    assert said[0].endswith("until then no state was saved yet: a resume would start over")
+
+
+def test_a_held_back_line_an_earlier_run_left_goes_at_this_runs_first_whole_save(tmp_path, held):
+    """A driver ended while the state was held leaves HELD; the next run's save that goes
+    whole must not leave `hpoc status` saying the state is old."""
+    staging = _staging(tmp_path, "{}", '{"epoch": 1}\n')
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / whole_upload.HELD).write_text("the experiment state was not saved ...\n")
+    whole_upload.upload(str(staging), None, str(exp))
+    assert not (exp / whole_upload.HELD).exists()

@@ -613,7 +613,19 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
             # its time budget ended the run: trials of its budget never ran
             "ended": ending(summary) if state in ("finished", "interrupted") else None,
             # its searcher had nothing left: a larger budget would run nothing more
-            "search_ended": bool(state == "finished" and summary.get("search_ended"))}
+            "search_ended": bool(state == "finished" and summary.get("search_ended")),
+            # a trial's file failed at every save for long: the state a resume reads is old
+            "held": _held_back(exp)}
+
+
+def _held_back(exp: Path) -> str | None:
+    """The driver's line of a state held back long (whole_upload.HELD), while it lasts."""
+    from hpoc.runtime.whole_upload import HELD
+
+    try:
+        return (exp / HELD).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _no_success_why(k: int, summary: dict[str, Any]) -> str:
@@ -688,6 +700,9 @@ def render(status: dict[str, Any], every: bool = False, words: dict[str, str] | 
         lines.append(f"warning: {status['compiled_elsewhere']}")
     if status.get("plan_note"):
         lines.append(f"warning: {status['plan_note']}")
+    for s in status["shards"]:
+        if s.get("held"):
+            lines.append("warning: " + ("" if len(status["shards"]) == 1 else f"shard {s['shard']}: ") + s["held"])
     ended = [(s["shard"], s["ended"]) for s in status["shards"] if s.get("ended")]
     if ended:
         from hpoc.runtime.summary import endings

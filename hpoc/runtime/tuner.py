@@ -113,7 +113,8 @@ def build_tuner(plan: dict[str, Any], trainable: Any, exp: Path, shard: int, mod
     from hpoc.runtime.search import make_scheduler, make_searcher
     from hpoc.runtime.whole_upload import install, remove_leftovers
 
-    install()  # a disk that fills as Tune saves keeps the last whole state (whole_upload.py)
+    # a disk that fills as Tune saves keeps the last whole state; a state held back long is said
+    install(lambda line: say(stream, line))
     searcher, param_space, num_samples = make_searcher(plan, shard)
     if mode in ("restore", "retry"):
         grown, extended = seen.grown, seen.extended

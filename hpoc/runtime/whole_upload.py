@@ -9,12 +9,20 @@ copy of the state cut short, and the study could not resume (all its trials lost
 `--fresh`). Here, on a POSIX storage, each file is written beside its place and renamed
 over it: a copy the disk cuts short is removed, and the last whole one stays, so the next
 run resumes from the last save that fit.
+
+A trial's file that fails at every save (a colleague's file, EACCES; a quota that stays
+met) holds the state back for the rest of the study, and Ray only logs it: after
+HELD_SAVES saves and HELD_S seconds held, the driver says it once and HELD names it for
+`hpoc status`. Skipping that file instead would let the state claim reports its trial's
+result.json lacks, so the state stays held until the file goes.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -23,13 +31,18 @@ from hpoc.files import _sync_dir, _sync_file
 
 TMP_SUFFIX = ".hpoc-up"  # not .json/.pkl: Tune's restore copies back only those
 THREADS = 8
+HELD = ".hpoc-held-back"  # in the storage's experiment folder while the state is held back
+HELD_SAVES, HELD_S = 3, 600.0  # both: saves every few seconds, or one save that hit a passing full disk
+
+_held: dict[str, Any] = {"since": None, "saves": 0, "said": False}
+_say: Callable[[str], None] | None = None
 
 
 def upload(local_path: str, fs: Any, fs_path: str, exclude: Any = None) -> None:
     """Copy the folder `local_path` into `fs_path`, each file by a rename. The trials'
     files go first, and the state only once they all went: a state in the storage never
     names reports its trials' logs there lack. The first error is raised after the
-    trials' files were all tried."""
+    trials' files were all tried; a state held back long is said (_hold)."""
     del fs, exclude  # a local folder, nothing excluded (install() checks)
     top, nested = [], []
     for folder, _, names in os.walk(local_path):
@@ -37,13 +50,13 @@ def upload(local_path: str, fs: Any, fs_path: str, exclude: Any = None) -> None:
         for name in sorted(names):
             (top if rel == "." else nested).append(os.path.normpath(os.path.join(rel, name)))
 
-    def one(rel: str) -> tuple[str | None, OSError | None]:
-        """(the folder of the file if it was replaced, the error)"""
+    def one(rel: str) -> tuple[str | None, tuple[str, OSError] | None]:
+        """(the folder of the file if it was replaced, the file and its error)"""
         src, dest = os.path.join(local_path, rel), os.path.join(fs_path, rel)
         try:
             return (os.path.dirname(dest) if replace_whole(src, dest) else None), None
         except OSError as exc:
-            return None, None if not os.path.exists(src) else exc  # gone since the walk: nothing to save
+            return None, None if not os.path.exists(src) else (rel, exc)  # gone since the walk: nothing to save
 
     # In threads, as pyarrow copies: on a shared file system each file waits on the network.
     with ThreadPoolExecutor(THREADS) as pool:
@@ -53,7 +66,56 @@ def upload(local_path: str, fs: Any, fs_path: str, exclude: Any = None) -> None:
                 _sync_dir(Path(folder))  # the trials' renames durable before the state's
             first = next((e for _, e in done if e is not None), None)
             if first is not None:
-                raise first
+                _hold(fs_path, *first)
+                raise first[1]
+    _hold(fs_path, None, None)
+
+
+def _hold(fs_path: str, rel: str | None, exc: OSError | None) -> None:
+    """Count the saves in a row that left the state as it was (rel: the file that failed;
+    None: this save went whole); say it once it has lasted, and keep HELD as long."""
+    held = os.path.join(fs_path, HELD)
+    if rel is None:
+        try:
+            os.unlink(held)  # this run's, or one an earlier run left as it ended held
+        except OSError:
+            pass
+        _held.update(since=None, saves=0, said=False)
+        return
+    now = time.time()
+    _held["since"] = _held["since"] or now
+    _held["saves"] += 1
+    if _held["said"] or _held["saves"] < HELD_SAVES or now - _held["since"] < HELD_S:
+        return
+    _held["said"] = True
+    line = held_words(fs_path, rel, exc, _held["saves"], now - _held["since"])
+    if _say is not None:
+        _say(f"[hpoc] warning: {line}")
+    try:
+        with open(held, "w", encoding="utf-8") as fh:  # tiny: it may fit where the file did not
+            fh.write(line + "\n")
+    except OSError:
+        pass
+
+
+def held_words(fs_path: str, rel: str, exc: OSError | None, saves: int, seconds: float) -> str:
+    """One line: which file, its error, what to do, and how old a resume's state is."""
+    code = getattr(exc, "errno", None)
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        todo = "fix its permissions in the storage (or remove it there)"
+    elif code in (errno.ENOSPC, errno.EDQUOT):
+        todo = "free space in the storage (or raise the quota)"
+    else:
+        todo = "fix what refuses it"
+    why = exc.strerror if exc is not None and exc.strerror else str(exc)
+    states = [os.path.join(fs_path, n) for n in os.listdir(fs_path) if n.startswith("experiment_state-")] \
+        if os.path.isdir(fs_path) else []
+    stamp = max((os.path.getmtime(p) for p in states), default=None)
+    since = ("a resume starts from the state of "
+             + time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp is not None
+             else "no state was saved yet: a resume would start over")
+    return (f"the experiment state was not saved for the last {saves} saves ({seconds / 60:.0f} min): "
+            f"{rel} could not be written to {fs_path} ({why}); {todo}; until then {since}")
 
 
 def replace_whole(src: str, dest: str) -> bool:
@@ -136,10 +198,13 @@ def _same(src: str, dest: str, chunk: int = 1 << 20) -> bool:
         return False
 
 
-def install() -> bool:
+def install(say: Callable[[str], None] | None = None) -> bool:
     """Make Tune's syncer upload folders to a local or shared POSIX storage by upload();
     other file systems (S3, ...) and uploads with exclusions stay Ray's. Once per process;
-    whether it is in place (False: this Ray's syncer is not the one this was written for)."""
+    whether it is in place (False: this Ray's syncer is not the one this was written for).
+    `say`: how the driver writes a line (a state held back long is said there)."""
+    global _say
+    _say = say
     try:
         from pyarrow.fs import LocalFileSystem
         from ray.train._internal import storage

@@ -327,6 +327,31 @@ def test_shards_that_failed_fast_alike_are_one_next_step(tmp_path, capsys, monke
         "shard 29 reported `val_loss` (OSError: disk full); fix the trainer, then resume"], out
 
 
+def test_shards_stopped_by_a_full_disk_are_not_one_step_with_a_failed_fast_one(tmp_path, capsys, monkeypatch):
+    """Shards were grouped by the second line of their stop's words: a full disk's (one line)
+    joined a one-line fail-fast stop, and all took the first shard's advice."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "arr", shards=3))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for k in range(3):
+        exp = storage / "arr" / f"shard-{k}"
+        trial_dir(exp, f"aaaaa_{k:05d}", {"dropout": 0.1}, [{"val_loss": 0.5}], done=False, error="E")
+        path = summary(exp, "arr", [{"trial_id": f"aaaaa_{k:05d}", "status": "ERROR"}], interrupted=True,
+                       stopped=f"shard {k} stopped", shard=k)
+        data = json.loads(path.read_text())
+        data["stop"] = {"kind": "fail_fast", "at": None} if k == 0 else {"kind": "disk_full", "at": "/scratch/me"}
+        path.write_text(json.dumps(data))
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    code, out, err = status(capsys, build)
+    assert code == 0, err
+    said = [line for line in out.splitlines() if "stopped" in line and line.startswith("next:")]
+    assert said[0].startswith("next: shard 0 stopped itself") and said[0].endswith("fix the trainer, then resume"), out
+    assert said[1].startswith("next: shards 1-2 stopped themselves") and \
+        "free space and files under /scratch/me" in said[1], out
+
+
 def test_a_study_stopped_by_a_full_disk_says_to_make_room_not_to_fix_the_trainer(tmp_path, capsys):
     """The run's own stop said to free space; status said "fix the trainer, then resume"."""
     exp = finished_local_run(tmp_path)

@@ -126,15 +126,16 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
     from hpoc.runtime.full import fresh_after, make_room
     from hpoc.runtime.summary import stopped_itself
 
-    stopped_by: dict[str, list[tuple[int, list[str]]]] = {}
+    stopped_by: dict[tuple[Any, Any, str], list[tuple[int, list[str]]]] = {}
     for s in shards:
-        if s.get("stopped"):
+        if s.get("stopped"):  # alike: the same kind of stop, at the same place, on the same error
             why = [line.strip() for line in str(s["stopped"]).splitlines()] + [""]
-            stopped_by.setdefault(why[1], []).append((s["shard"], why))
+            stop = s.get("stop") or {}
+            stopped_by.setdefault((stop.get("kind"), stop.get("at"), why[1]), []).append((s["shard"], why))
     stops = {s["shard"]: s["stopped"] for s in shards if s.get("stopped")}
     dirs = {s["shard"]: s.get("experiment_dir") for s in shards}
     fresh_only: set[int] = set()  # stopped for room, their state cut short: no resume, --fresh
-    for error, alike_shards in stopped_by.items():
+    for (_, _, error), alike_shards in stopped_by.items():
         k, why = alike_shards[0]
         where = next((line[len("--> "):] for line in why if line.startswith("--> ")), None)
         said = next((line[len("help: "):] for line in why if line.startswith("help: ")), None)

@@ -813,9 +813,68 @@ def test_a_slow_server_does_not_hold_training_and_gets_every_metric(tmp_path):
             tracker.close()
             assert tracker.kinds == [] and not tracking._warned
             assert len(_sending_threads()) == before  # ended with its trial
-        assert sum("log-batch" in p for p in asked) == 2 * (4 + 1)  # each epoch, and the params
+        assert [(m["key"], m["step"]) for m in gate["metrics"]] == 2 * [("val_loss", e) for e in range(4)]
+        assert sum("log-batch" in p for p in asked) <= 2 * (4 + 1)  # what waits goes in one send
         assert sum("runs/update" in p for p in asked) >= 2  # each run ended
     finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_slower_than_the_trial_logs_gets_its_metrics_in_few_sends(tmp_path):
+    """A trial that logs each step (itwinai's `self.log(loss, ...)` per batch) to a server
+    slower than a step (a remote one, 20 ms a request): each log was a request of its own,
+    queued; after 1000 the trial waited for each, as if logged on its own thread, and its end
+    for all of them. What waits is sent at once: every metric, in order, in few requests."""
+    import mlflow.tracking  # noqa: F401
+
+    gate, asked = _gate(), []
+    gate["batch_s"] = 0.02
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        started = time.monotonic()
+        for step in range(400):
+            tracker.log_metrics({"loss": float(step)}, step=step)
+        tracker.close()
+        took = time.monotonic() - started
+        assert tracker.kinds == [] and not tracking._warned
+        assert [(m["key"], m["step"], m["value"]) for m in gate["metrics"]] == \
+            [("loss", step, float(step)) for step in range(400)]
+        assert sum("log-batch" in p for p in asked) <= 20, sum("log-batch" in p for p in asked)
+        assert took < 2.0, took  # was 400 requests of 20 ms
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_metrics_a_server_has_not_taken_yet_are_bounded(tmp_path, monkeypatch):
+    """A server that takes a batch slower than the trial logs, for long: what waits for it
+    is bounded (OUTBOX_MAX metrics); beyond, logging waits for the server's answer, and no
+    metric is dropped."""
+    import threading
+
+    import mlflow.tracking  # noqa: F401
+
+    monkeypatch.setattr(tracking._MlflowSink, "OUTBOX_MAX", 10)
+    gate, asked = _gate(), []
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        time.sleep(0.2)  # its params sent
+        gate["stalled"].set()
+        threading.Timer(1.0, gate["release"].set).start()
+        started = time.monotonic()
+        for step in range(50):
+            tracker.log_metrics({"loss": float(step)}, step=step)
+        assert time.monotonic() - started > 0.8  # waited for the server
+        tracker.close()
+        assert tracker.kinds == [] and not tracking._warned
+        assert [m["step"] for m in gate["metrics"]] == list(range(50))
+    finally:
+        gate["release"].set()
         server.shutdown()
         server.server_close()
 
@@ -949,16 +1008,19 @@ def _rest_server(asked: list, slow_s: float = 0.0, gate: dict | None = None) -> 
     """A stand-in for an MLflow server: what a trial's tracker asks as it starts, answered
     (the study's experiment after `slow_s`; each request in a thread of its own). `gate`:
     {"batch_s": each log-batch's delay, "stalled": an Event set while every request is held
-    until "release" is set (a hung server: it takes connections and never answers)}."""
+    until "release" is set (a hung server: it takes connections and never answers)}; the
+    metrics its log-batch requests carried are put in gate["metrics"], in order."""
     import http.server
     import threading
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def answer(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            sent = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if gate and gate["stalled"].is_set():
                 gate["release"].wait()
             asked.append(self.path)
+            if gate and "log-batch" in self.path:
+                gate.setdefault("metrics", []).extend(json.loads(sent).get("metrics") or [])
             if "experiments/get-by-name" in self.path:
                 time.sleep(slow_s)
             if gate and "log-batch" in self.path:

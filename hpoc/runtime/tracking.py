@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -543,6 +544,7 @@ def _last_steps(client: Any, run_id: str, keys: Any) -> dict[str, int]:
 class _MlflowSink:
     kind = "mlflow"
     BATCH_FLUSH = 200
+    OUTBOX_MAX = 100_000  # metrics waiting for the server (~30 MB), beyond which logging waits
 
     def __init__(self, plan: Mapping[str, Any], logger: Mapping[str, Any], trial_name: str,
                  trial_index: int | None, parent_run_id: str | None) -> None:
@@ -573,6 +575,10 @@ class _MlflowSink:
         self.attempt, self.was = 1, "KILLED"  # a continued run's attempt, and how it had ended
         self.params: dict[str, Any] = {}
         self.pending: list = []
+        # metrics handed to the sending thread, taken by one send: a server slower than the
+        # trial logs gets them in few requests, where a queue of one per step held training
+        self.outbox: list = []
+        self.outbox_lock, self.outbox_queued = threading.Lock(), False
         self.run_id = self.send.call(lambda: self._child(exp_id, parent, trial_name))
 
     def _stalled(self) -> str | None:
@@ -709,20 +715,37 @@ class _MlflowSink:
         return True
 
     def flush(self) -> None:
-        if self.pending:
-            pending, self.pending = self.pending, []
-            self.send.put(lambda: self._log_batch(pending))
+        if not self.pending:
+            return
+        with self.outbox_lock:
+            self.outbox += self.pending
+            queued, self.outbox_queued = self.outbox_queued, True
+            full = len(self.outbox) >= self.OUTBOX_MAX
+        self.pending = []
+        if not queued:
+            self.send.put(self._send_outbox)
+        elif full:  # a server that slow: the trial waits for it, as it did for each send
+            self.send.call(lambda: None)
+        else:
+            self.send.check()  # a stalled server is still probed, a failed send still said
+
+    def _send_outbox(self) -> None:
+        with self.outbox_lock:
+            metrics, self.outbox, self.outbox_queued = self.outbox, [], False
+        self._log_batch(metrics)
 
     def _log_batch(self, metrics: list) -> None:
         for i in range(0, len(metrics), 1000):  # MLflow's per-call limit
             self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
 
     def close(self, status: str) -> None:
-        pending, self.pending = self.pending, []
+        with self.outbox_lock:
+            self.outbox += self.pending
+        self.pending = []
 
         def end() -> None:
             try:
-                self._log_batch(pending)
+                self._send_outbox()
             finally:
                 self.client.set_terminated(self.run_id, status)
 

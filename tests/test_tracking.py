@@ -849,6 +849,30 @@ def test_a_server_slower_than_the_trial_logs_gets_its_metrics_in_few_sends(tmp_p
         server.server_close()
 
 
+def test_metrics_sent_off_the_training_thread_keep_its_active_model(tmp_path):
+    """MLflow 3 links each metric to the active model (`mlflow.set_active_model`) of the
+    thread that logs it, a thread's own: sent from hpoc's thread, a trainer's active model
+    no longer had the trial's metrics."""
+    import mlflow.tracking.fluent as fluent
+
+    gate, asked = _gate(), []
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}",
+                                                 log_freq="batch"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        fluent._set_active_model_id("m-0123", set_by_user=True)  # as set_active_model does
+        tracker.log_metrics({"val_loss": 0.5}, step=0)
+        tracker.log_batch_metric("train_loss_batch", 0.4, step=0)
+        tracker.close()
+        assert [(m["key"], m.get("model_id")) for m in gate["metrics"]] == \
+            [("val_loss", "m-0123"), ("train_loss_batch", "m-0123")]
+    finally:
+        fluent.clear_active_model()
+        server.shutdown()
+        server.server_close()
+
+
 def test_metrics_a_server_has_not_taken_yet_are_bounded(tmp_path, monkeypatch):
     """A server that takes a batch slower than the trial logs, for long: what waits for it
     is bounded (OUTBOX_MAX metrics); beyond, logging waits for the server's answer, and no

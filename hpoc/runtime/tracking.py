@@ -672,11 +672,21 @@ class _MlflowSink:
         for i in range(0, len(tags), 100):
             self.client.log_batch(self.run_id, tags=tags[i:i + 100])
 
+    def _model(self) -> dict[str, str]:
+        """The logging thread's active model (`mlflow.set_active_model`, MLflow 3), which
+        MLflow links a metric to: a thread's own, so read here, not in the sending thread."""
+        try:
+            from mlflow.tracking.fluent import get_active_model_id
+        except ImportError:  # MLflow 2: no logged models
+            return {}
+        model_id = get_active_model_id()
+        return {"model_id": model_id} if model_id else {}
+
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        self.pending += [Metric(k, v, now, int(step)) for k, v in metrics.items()
+        now, model = int(time.time() * 1000), self._model()
+        self.pending += [Metric(k, v, now, int(step), **model) for k, v in metrics.items()
                          if not _logged_before(self.logged, k, step)]
         self.flush()
 
@@ -685,7 +695,7 @@ class _MlflowSink:
 
         if _logged_before(self.logged, name, step):
             return
-        self.pending.append(Metric(name, value, int(time.time() * 1000), int(step)))
+        self.pending.append(Metric(name, value, int(time.time() * 1000), int(step), **self._model()))
         if len(self.pending) >= self.BATCH_FLUSH:
             self.flush()
 

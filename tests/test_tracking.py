@@ -949,6 +949,35 @@ def test_a_server_that_hangs_mid_trial_does_not_hold_training(tmp_path, monkeypa
     assert len(_sending_threads()) == before
 
 
+def test_a_send_that_ends_while_the_server_is_probed_does_not_mark_it_gone(tmp_path, monkeypatch, caplog):
+    """A send slow enough to have the server probed, answered while the probe waits: the
+    trial kept its logger, but the server was marked gone for the process, and its next
+    trials (a reused process) started without MLflow for 10 minutes."""
+    import mlflow.tracking  # noqa: F401
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 1.0, raising=False)
+    gate, asked = _gate(), []
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        time.sleep(0.2)  # its params sent
+        gate["next_batch_s"], gate["search_s"] = 1.5, 1.5  # a probe is not answered in its 1 s
+        started = time.monotonic()
+        for step in range(30):
+            tracker.log_metrics({"loss": float(step)}, step=step)
+            time.sleep(0.1)
+        assert time.monotonic() - started > 2.0  # probed (1 s); the send ended while it waited
+        assert any("experiments/search" in p for p in asked[2:])
+        tracker.close()
+        assert [m["step"] for m in gate["metrics"]] == list(range(30))
+        assert open_loggers(plan, "t00001_abc", {"lr": 0.1}, rank=0, parent_run_id="0123").kinds == ["mlflow"]
+        assert not [r for r in caplog.records if r.name == "hpoc.tracking"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_closing_a_trial_whose_server_hung_is_bounded(tmp_path, monkeypatch, caplog):
     """The trial's end sent its last metrics and ended its run on the server: a server hung
     since waited for MLflow's client as long (shortened here as above) before the trial
@@ -1031,7 +1060,8 @@ def test_a_server_found_gone_is_asked_again_a_while_later(tmp_path, monkeypatch)
 def _rest_server(asked: list, slow_s: float = 0.0, gate: dict | None = None) -> "http.server.HTTPServer":
     """A stand-in for an MLflow server: what a trial's tracker asks as it starts, answered
     (the study's experiment after `slow_s`; each request in a thread of its own). `gate`:
-    {"batch_s": each log-batch's delay, "stalled": an Event set while every request is held
+    {"batch_s": each log-batch's delay ("next_batch_s": the next one's), "search_s": each
+    experiments/search's (a probe's), "stalled": an Event set while every request is held
     until "release" is set (a hung server: it takes connections and never answers)}; the
     metrics its log-batch requests carried are put in gate["metrics"], in order."""
     import http.server
@@ -1048,7 +1078,9 @@ def _rest_server(asked: list, slow_s: float = 0.0, gate: dict | None = None) -> 
             if "experiments/get-by-name" in self.path:
                 time.sleep(slow_s)
             if gate and "log-batch" in self.path:
-                time.sleep(gate.get("batch_s", 0.0))
+                time.sleep(gate.pop("next_batch_s", gate.get("batch_s", 0.0)))
+            if gate and "experiments/search" in self.path:
+                time.sleep(gate.get("search_s", 0.0))
             body = ({"experiment": {"experiment_id": "1", "name": "demo", "lifecycle_stage": "active"}}
                     if "experiments/get-by-name" in self.path else
                     {"run": {"info": {"run_id": "r1", "experiment_id": "1", "status": "RUNNING",

@@ -449,9 +449,13 @@ def _first_answer(uri: str, request: Callable[[], Any]) -> Any:
     return got["answer"]
 
 
+def _gone_said(uri: str, why: str) -> str:
+    return f"the server {_without_password(uri)} {why}; not asked again by this process for {GONE_S:g} s"
+
+
 def _found_gone(uri: str, why: str) -> str:
     """Mark the server at `uri` gone for this process, GONE_S; what to say."""
-    said = f"the server {_without_password(uri)} {why}; not asked again by this process for {GONE_S:g} s"
+    said = _gone_said(uri, why)
     _gone[_without_password(uri)] = (said, time.monotonic() + GONE_S)
     return said
 
@@ -560,6 +564,8 @@ class _MlflowSink:
             self._start(plan, trial_name, trial_index, exp_id, parent_run_id)
         except BaseException:
             self.send.stop()  # its thread ends
+            if isinstance(getattr(self.send, "error", None), tracking_send.Gone):
+                _found_gone(uri, self.stalled_why)
             raise
 
     def _start(self, plan: Mapping[str, Any], trial_name: str, trial_index: int | None,
@@ -587,9 +593,11 @@ class _MlflowSink:
         why = _no_answer(self.uri, 1.0)
         if why is None or why.startswith("answers"):
             return None
-        why = why if why.startswith("does not answer (") else f"does not answer in {FIRST_ANSWER_S:g} s"
-        return (f"{_found_gone(self.uri, why)}; this trial logs no more to it (the metrics it "
-                "reports stay in its result.json)")
+        # marked gone once the sender finds the send still waiting after the probe (`failed`)
+        late = f"does not answer in {FIRST_ANSWER_S:g} s"
+        self.stalled_why = why if why.startswith("does not answer (") else late
+        return (f"{_gone_said(self.uri, self.stalled_why)}; this trial logs no more to it (the "
+                "metrics it reports stay in its result.json)")
 
     def failed(self) -> None:
         """A call failed (after MLflow's retries) or stalled: nothing more is sent, and a
@@ -597,6 +605,9 @@ class _MlflowSink:
         trials (`_first_answer`)."""
         self.send.stop()
         if _is_server(self.uri) and _gone.get(_without_password(self.uri), ("", 0.0))[1] <= time.monotonic():
+            if isinstance(getattr(self.send, "error", None), tracking_send.Gone):
+                _found_gone(self.uri, self.stalled_why)  # probed just now
+                return
             why = _no_answer(self.uri, 1.0)
             if why and not why.startswith("answers"):
                 _found_gone(self.uri, why)

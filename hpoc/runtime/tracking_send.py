@@ -132,6 +132,11 @@ class Sender:
             self._check()
         return done[0]
 
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the sends (Gone: a stalled server found gone), or None."""
+        return self._error
+
     def check(self) -> None:
         """Raise what a send failed with, or Gone for a stalled server that a probe finds gone."""
         with self._cond:

@@ -835,9 +835,92 @@ def test_a_slow_server_does_not_hold_training_and_gets_every_metric(tmp_path):
             tracker.close()
             assert tracker.kinds == [] and not tracking._warned
             assert len(_sending_threads()) == before  # ended with its trial
-        assert sum("log-batch" in p for p in asked) == 2 * (4 + 1)  # each epoch, and the params
+        assert [(m["key"], m["step"]) for m in gate["metrics"]] == 2 * [("val_loss", e) for e in range(4)]
+        assert sum("log-batch" in p for p in asked) <= 2 * (4 + 1)  # what waits goes in one send
         assert sum("runs/update" in p for p in asked) >= 2  # each run ended
     finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_slower_than_the_trial_logs_gets_its_metrics_in_few_sends(tmp_path):
+    """A trial that logs each step (itwinai's `self.log(loss, ...)` per batch) to a server
+    slower than a step (a remote one, 20 ms a request): each log was a request of its own,
+    queued; after 1000 the trial waited for each, as if logged on its own thread, and its end
+    for all of them. What waits is sent at once: every metric, in order, in few requests."""
+    import mlflow.tracking  # noqa: F401
+
+    gate, asked = _gate(), []
+    gate["batch_s"] = 0.02
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        started = time.monotonic()
+        for step in range(400):
+            tracker.log_metrics({"loss": float(step)}, step=step)
+        tracker.close()
+        took = time.monotonic() - started
+        assert tracker.kinds == [] and not tracking._warned
+        assert [(m["key"], m["step"], m["value"]) for m in gate["metrics"]] == \
+            [("loss", step, float(step)) for step in range(400)]
+        assert sum("log-batch" in p for p in asked) <= 20, sum("log-batch" in p for p in asked)
+        assert took < 2.0, took  # was 400 requests of 20 ms
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_metrics_sent_off_the_training_thread_keep_its_active_model(tmp_path):
+    """MLflow 3 links each metric to the active model (`mlflow.set_active_model`) of the
+    thread that logs it, a thread's own: sent from hpoc's thread, a trainer's active model
+    no longer had the trial's metrics."""
+    import mlflow.tracking.fluent as fluent
+
+    gate, asked = _gate(), []
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}",
+                                                 log_freq="batch"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        fluent._set_active_model_id("m-0123", set_by_user=True)  # as set_active_model does
+        tracker.log_metrics({"val_loss": 0.5}, step=0)
+        tracker.log_batch_metric("train_loss_batch", 0.4, step=0)
+        tracker.close()
+        assert [(m["key"], m.get("model_id")) for m in gate["metrics"]] == \
+            [("val_loss", "m-0123"), ("train_loss_batch", "m-0123")]
+    finally:
+        fluent.clear_active_model()
+        server.shutdown()
+        server.server_close()
+
+
+def test_metrics_a_server_has_not_taken_yet_are_bounded(tmp_path, monkeypatch):
+    """A server that takes a batch slower than the trial logs, for long: what waits for it
+    is bounded (OUTBOX_MAX metrics); beyond, logging waits for the server's answer, and no
+    metric is dropped."""
+    import threading
+
+    import mlflow.tracking  # noqa: F401
+
+    monkeypatch.setattr(tracking._MlflowSink, "OUTBOX_MAX", 10)
+    gate, asked = _gate(), []
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        time.sleep(0.2)  # its params sent
+        gate["stalled"].set()
+        threading.Timer(1.0, gate["release"].set).start()
+        started = time.monotonic()
+        for step in range(50):
+            tracker.log_metrics({"loss": float(step)}, step=step)
+        assert time.monotonic() - started > 0.8  # waited for the server
+        tracker.close()
+        assert tracker.kinds == [] and not tracking._warned
+        assert [m["step"] for m in gate["metrics"]] == list(range(50))
+    finally:
+        gate["release"].set()
         server.shutdown()
         server.server_close()
 
@@ -874,6 +957,35 @@ def test_a_server_that_hangs_mid_trial_does_not_hold_training(tmp_path, monkeypa
     while len(_sending_threads()) > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(_sending_threads()) == before
+
+
+def test_a_send_that_ends_while_the_server_is_probed_does_not_mark_it_gone(tmp_path, monkeypatch, caplog):
+    """A send slow enough to have the server probed, answered while the probe waits: the
+    trial kept its logger, but the server was marked gone for the process, and its next
+    trials (a reused process) started without MLflow for 10 minutes."""
+    import mlflow.tracking  # noqa: F401
+
+    monkeypatch.setattr(tracking, "FIRST_ANSWER_S", 1.0, raising=False)
+    gate, asked = _gate(), []
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        time.sleep(0.2)  # its params sent
+        gate["next_batch_s"], gate["search_s"] = 1.5, 1.5  # a probe is not answered in its 1 s
+        started = time.monotonic()
+        for step in range(30):
+            tracker.log_metrics({"loss": float(step)}, step=step)
+            time.sleep(0.1)
+        assert time.monotonic() - started > 2.0  # probed (1 s); the send ended while it waited
+        assert any("experiments/search" in p for p in asked[2:])
+        tracker.close()
+        assert [m["step"] for m in gate["metrics"]] == list(range(30))
+        assert open_loggers(plan, "t00001_abc", {"lr": 0.1}, rank=0, parent_run_id="0123").kinds == ["mlflow"]
+        assert not [r for r in caplog.records if r.name == "hpoc.tracking"]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_closing_a_trial_whose_server_hung_is_bounded(tmp_path, monkeypatch, caplog):
@@ -934,21 +1046,27 @@ def test_a_server_found_gone_is_asked_again_a_while_later(tmp_path, monkeypatch)
 def _rest_server(asked: list, slow_s: float = 0.0, gate: dict | None = None) -> "http.server.HTTPServer":
     """A stand-in for an MLflow server: what a trial's tracker asks as it starts, answered
     (the study's experiment after `slow_s`; each request in a thread of its own). `gate`:
-    {"batch_s": each log-batch's delay, "stalled": an Event set while every request is held
-    until "release" is set (a hung server: it takes connections and never answers)}."""
+    {"batch_s": each log-batch's delay ("next_batch_s": the next one's), "search_s": each
+    experiments/search's (a probe's), "stalled": an Event set while every request is held
+    until "release" is set (a hung server: it takes connections and never answers)}; the
+    metrics its log-batch requests carried are put in gate["metrics"], in order."""
     import http.server
     import threading
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def answer(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            sent = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if gate and gate["stalled"].is_set():
                 gate["release"].wait()
             asked.append(self.path)
+            if gate and "log-batch" in self.path:
+                gate.setdefault("metrics", []).extend(json.loads(sent).get("metrics") or [])
             if "experiments/get-by-name" in self.path:
                 time.sleep(slow_s)
             if gate and "log-batch" in self.path:
-                time.sleep(gate.get("batch_s", 0.0))
+                time.sleep(gate.pop("next_batch_s", gate.get("batch_s", 0.0)))
+            if gate and "experiments/search" in self.path:
+                time.sleep(gate.get("search_s", 0.0))
             body = ({"experiment": {"experiment_id": "1", "name": "demo", "lifecycle_stage": "active"}}
                     if "experiments/get-by-name" in self.path else
                     {"run": {"info": {"run_id": "r1", "experiment_id": "1", "status": "RUNNING",

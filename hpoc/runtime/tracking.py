@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -448,9 +449,13 @@ def _first_answer(uri: str, request: Callable[[], Any]) -> Any:
     return got["answer"]
 
 
+def _gone_said(uri: str, why: str) -> str:
+    return f"the server {_without_password(uri)} {why}; not asked again by this process for {GONE_S:g} s"
+
+
 def _found_gone(uri: str, why: str) -> str:
     """Mark the server at `uri` gone for this process, GONE_S; what to say."""
-    said = f"the server {_without_password(uri)} {why}; not asked again by this process for {GONE_S:g} s"
+    said = _gone_said(uri, why)
     _gone[_without_password(uri)] = (said, time.monotonic() + GONE_S)
     return said
 
@@ -543,6 +548,7 @@ def _last_steps(client: Any, run_id: str, keys: Any) -> dict[str, int]:
 class _MlflowSink:
     kind = "mlflow"
     BATCH_FLUSH = 200
+    OUTBOX_MAX = 100_000  # metrics waiting for the server (~30 MB), beyond which logging waits
 
     def __init__(self, plan: Mapping[str, Any], logger: Mapping[str, Any], trial_name: str,
                  trial_index: int | None, parent_run_id: str | None) -> None:
@@ -558,6 +564,8 @@ class _MlflowSink:
             self._start(plan, trial_name, trial_index, exp_id, parent_run_id)
         except BaseException:
             self.send.stop()  # its thread ends
+            if isinstance(getattr(self.send, "error", None), tracking_send.Gone):
+                _found_gone(uri, self.stalled_why)
             raise
 
     def _start(self, plan: Mapping[str, Any], trial_name: str, trial_index: int | None,
@@ -573,6 +581,10 @@ class _MlflowSink:
         self.attempt, self.was = 1, "KILLED"  # a continued run's attempt, and how it had ended
         self.params: dict[str, Any] = {}
         self.pending: list = []
+        # metrics handed to the sending thread, taken by one send: a server slower than the
+        # trial logs gets them in few requests, where a queue of one per step held training
+        self.outbox: list = []
+        self.outbox_lock, self.outbox_queued = threading.Lock(), False
         self.run_id = self.send.call(lambda: self._child(exp_id, parent, trial_name))
 
     def _stalled(self) -> str | None:
@@ -581,9 +593,11 @@ class _MlflowSink:
         why = _no_answer(self.uri, 1.0)
         if why is None or why.startswith("answers"):
             return None
-        why = why if why.startswith("does not answer (") else f"does not answer in {FIRST_ANSWER_S:g} s"
-        return (f"{_found_gone(self.uri, why)}; this trial logs no more to it (the metrics it "
-                "reports stay in its result.json)")
+        # marked gone once the sender finds the send still waiting after the probe (`failed`)
+        late = f"does not answer in {FIRST_ANSWER_S:g} s"
+        self.stalled_why = why if why.startswith("does not answer (") else late
+        return (f"{_gone_said(self.uri, self.stalled_why)}; this trial logs no more to it (the "
+                "metrics it reports stay in its result.json)")
 
     def failed(self) -> None:
         """A call failed (after MLflow's retries) or stalled: nothing more is sent, and a
@@ -591,6 +605,9 @@ class _MlflowSink:
         trials (`_first_answer`)."""
         self.send.stop()
         if _is_server(self.uri) and _gone.get(_without_password(self.uri), ("", 0.0))[1] <= time.monotonic():
+            if isinstance(getattr(self.send, "error", None), tracking_send.Gone):
+                _found_gone(self.uri, self.stalled_why)  # probed just now
+                return
             why = _no_answer(self.uri, 1.0)
             if why and not why.startswith("answers"):
                 _found_gone(self.uri, why)
@@ -666,11 +683,21 @@ class _MlflowSink:
         for i in range(0, len(tags), 100):
             self.client.log_batch(self.run_id, tags=tags[i:i + 100])
 
+    def _model(self) -> dict[str, str]:
+        """The logging thread's active model (`mlflow.set_active_model`, MLflow 3), which
+        MLflow links a metric to: a thread's own, so read here, not in the sending thread."""
+        try:
+            from mlflow.tracking.fluent import get_active_model_id
+        except ImportError:  # MLflow 2: no logged models
+            return {}
+        model_id = get_active_model_id()
+        return {"model_id": model_id} if model_id else {}
+
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        self.pending += [Metric(k, v, now, int(step)) for k, v in metrics.items()
+        now, model = int(time.time() * 1000), self._model()
+        self.pending += [Metric(k, v, now, int(step), **model) for k, v in metrics.items()
                          if not _logged_before(self.logged, k, step)]
         self.flush()
 
@@ -679,7 +706,7 @@ class _MlflowSink:
 
         if _logged_before(self.logged, name, step):
             return
-        self.pending.append(Metric(name, value, int(time.time() * 1000), int(step)))
+        self.pending.append(Metric(name, value, int(time.time() * 1000), int(step), **self._model()))
         if len(self.pending) >= self.BATCH_FLUSH:
             self.flush()
 
@@ -709,20 +736,37 @@ class _MlflowSink:
         return True
 
     def flush(self) -> None:
-        if self.pending:
-            pending, self.pending = self.pending, []
-            self.send.put(lambda: self._log_batch(pending))
+        if not self.pending:
+            return
+        with self.outbox_lock:
+            self.outbox += self.pending
+            queued, self.outbox_queued = self.outbox_queued, True
+            full = len(self.outbox) >= self.OUTBOX_MAX
+        self.pending = []
+        if not queued:
+            self.send.put(self._send_outbox)
+        elif full:  # a server that slow: the trial waits for it, as it did for each send
+            self.send.call(lambda: None)
+        else:
+            self.send.check()  # a stalled server is still probed, a failed send still said
+
+    def _send_outbox(self) -> None:
+        with self.outbox_lock:
+            metrics, self.outbox, self.outbox_queued = self.outbox, [], False
+        self._log_batch(metrics)
 
     def _log_batch(self, metrics: list) -> None:
         for i in range(0, len(metrics), 1000):  # MLflow's per-call limit
             self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
 
     def close(self, status: str) -> None:
-        pending, self.pending = self.pending, []
+        with self.outbox_lock:
+            self.outbox += self.pending
+        self.pending = []
 
         def end() -> None:
             try:
-                self._log_batch(pending)
+                self._send_outbox()
             finally:
                 self.client.set_terminated(self.run_id, status)
 

@@ -20,7 +20,7 @@ import time
 from typing import Any, Callable
 
 THREAD_NAME = "hpoc-mlflow-send"
-MAX_QUEUED = 1000  # calls (a batch of metrics each); a full queue waits, as a busy server is
+MAX_QUEUED = 1000  # calls (params, items; metrics wait in their sink, one call for all); a full queue waits
 
 
 class Gone(ConnectionError):
@@ -35,6 +35,9 @@ class Inline:
 
     def call(self, fn: Callable[[], Any]) -> Any:
         return fn()
+
+    def check(self) -> None:
+        pass
 
     def drain(self) -> None:
         pass
@@ -128,6 +131,16 @@ class Sender:
             self._wait_until(lambda: bool(done) or self._error is not None)
             self._check()
         return done[0]
+
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the sends (Gone: a stalled server found gone), or None."""
+        return self._error
+
+    def check(self) -> None:
+        """Raise what a send failed with, or Gone for a stalled server that a probe finds gone."""
+        with self._cond:
+            self._check()
 
     def drain(self) -> None:
         """Send what is queued, then end the thread (the logger closes)."""

@@ -607,6 +607,26 @@ def test_every_squeue_call_asks_for_this_users_jobs_only(monkeypatch, tmp_path):
     assert all(f"-u {os.getuid()} " in line for line in asked), asked
 
 
+def test_a_job_sbatch_job_of_the_same_study_holds_a_submission_back(tmp_path, monkeypatch):
+    """`sbatch build/job.sbatch`, then `hpoc submit study.hpo` (its own build/<study>): the
+    second job was sent, and stopped on the node against the first one's run lock. squeue
+    has no hpoc comment for job.sbatch's jobs; they are known by the plan beside the script."""
+    import hpoc.submit as submit_mod
+    from hpoc.plan import load
+
+    spec = write_study(tmp_path / "s", "twice")
+    other = submit_mod.load_target(spec, tmp_path / "sbatched")  # what `hpoc compile -o` wrote
+    other.write()
+    found = submit_mod.load_target(spec, tmp_path / "build")
+    plan = load(other.plan_path)
+    script = other.plan_path.parent / "job.sbatch"
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"77|PENDING|0:00||JobHeldUser|N/A|{script}"])
+    sub = submit_mod.prepare(plan, str(found.plan_path), "slurm")
+    with pytest.raises(SubmitError, match=r"already has job\(s\) 77 .*queued or running"):
+        submit_mod.send(plan, sub, build=found)
+    assert not found.plan_path.exists()  # nothing written, nothing sent
+
+
 def test_a_failed_fresh_submission_puts_the_previous_run_back(tmp_path, monkeypatch, capsys):
     """`hpoc submit --fresh` moved the old run aside, then sbatch refused (a wrong partition):
     no new run, and the old one was gone from where `hpoc results` looks."""

@@ -710,6 +710,27 @@ def test_a_job_that_failed_on_a_spec_setting_is_resubmitted_from_the_spec(tmp_pa
         f"then submit it: `sbatch {build}/job.sbatch`\n")
 
 
+def test_a_job_whose_storage_path_cannot_be_written_is_sent_to_the_spec(tmp_path, capsys, monkeypatch):
+    """`storage.path` under a file, or not writable: the driver stops before any trial, and
+    status said "submit it again: `sbatch …`", which runs the same plan into the same path."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "r", tmp_path / "b"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"941": "FAILED"})
+    for why in (f"error: storage path {storage}/f/results: {storage}/f exists and is not a directory",
+                f"error: storage path {storage}/results (its nearest existing parent {storage}) is not writable: Permission denied"):
+        (build / "tiny-941.err").write_text(f"{why}\n")
+        out = status(capsys, build)[1]
+        assert (f"next: job 941 FAILED: {why} (its output: {build}/tiny-941.err)\n"
+                "next: set `storage.path` in the spec to a directory the nodes can write (or make that "
+                "one writable), compile and submit again\n"
+                f"next: once the spec is fixed, compile it again: `hpoc compile {storage}/study.hpo -o {build}`, "
+                f"then submit it: `sbatch {build}/job.sbatch`\n") in out, out
+
+
 def test_an_hpoc_submit_job_slurm_requeued_says_why_its_last_run_ended(tmp_path, capsys, monkeypatch):
     """As for job.sbatch: a job SLURM requeued after a node failure waits for its begin time."""
     from submit_support import fake_squeue

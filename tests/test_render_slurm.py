@@ -478,7 +478,8 @@ def test_a_64_node_16_shard_script_is_no_longer_than_a_2_node_one():
     assert len(big.splitlines()) == len(small.splitlines())
     changed = [(a, b) for a, b in zip(small.splitlines(), big.splitlines()) if a != b]
     assert {b for _, b in changed} <= {"#SBATCH --nodes=64", "#SBATCH --array=0-15%4", "hpoc_nodes_wanted=64",
-                                       'echo "hpoc: running shard $hpoc_shard of 16"'} | {
+                                       '    "$hpoc_shard" 16 /p/project/hpo/build/fashion-mnist"-$hpoc_job_ref.err"'
+                                       " /p/project/hpo/build"} | {
         ln for _, ln in changed if ln.startswith("# Edit the spec")}
     assert 'mapfile -t hpoc_nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")' in big
     assert 'for hpoc_node in "${hpoc_nodes[@]}"; do' in big
@@ -867,3 +868,19 @@ def test_the_teardowns_waits_are_the_runtimes_share_of_killwait(kill_wait):
                          capture_output=True, text=True, env=env, timeout=30)
     assert run.returncode == 0, run.stderr
     assert tuple(map(int, run.stdout.split())) == stop_waits(kill_wait)
+
+
+def test_the_job_output_says_where_the_trials_progress_goes_and_how_to_follow(tmp_path):
+    """The .out said "running shard 0 of 2" and nothing more: the trials' progress is in the
+    .err, and a user tailing the .out was not told so, nor how to follow the study."""
+    build = tmp_path / "my build"
+    script = render_all(plan(shards={"count": 2, "parallel": 2}),
+                        plan_path=str(build / "plan.json"))["job.sbatch"]
+    lines = script.splitlines()
+    (at,) = [i for i, ln in enumerate(lines) if "running shard" in ln]
+    said = subprocess.run(["bash", "-c", "hpoc_shard=1 hpoc_job_ref=514_1\n" + "\n".join(lines[at:at + 2])],
+                          capture_output=True, text=True, check=True).stdout
+    study = plan()["study"]["name"]
+    pasted = str(build).replace(" ", "\\ ")  # as bash's printf %q quotes it
+    assert said == (f"hpoc: running shard 1 of 2: the trials' progress goes to {pasted}/{study}-514_1.err; "
+                    f"follow the study with: hpoc status {pasted}\n")

@@ -721,6 +721,8 @@ def test_a_job_whose_storage_path_cannot_be_written_is_sent_to_the_spec(tmp_path
     fake_squeue(monkeypatch, tmp_path / "bin", [])
     _fake_scontrol(tmp_path / "bin", {"941": "FAILED"})
     for why in (f"error: storage path {storage}/f/results: {storage}/f exists and is not a directory",
+                # the job's check before Ray says it so
+                f"hpoc: error: storage path {storage}/f/results: {storage}/f exists and is not a directory",
                 f"error: storage path {storage}/results (its nearest existing parent {storage}) is not writable: Permission denied"):
         (build / "tiny-941.err").write_text(f"{why}\n")
         out = status(capsys, build)[1]

@@ -74,7 +74,7 @@ def why(err: str) -> str | None:
 _NO_PACKAGE = re.compile(r"\S+: (Error while finding module specification|No module named )")
 
 
-_STORAGE = re.compile(r"(error: )?storage path .*(: \S.* exists and is not a directory| is not writable: )")
+_STORAGE = re.compile(r"(hpoc: )?(error: )?storage path .*(: \S.* exists and is not a directory| is not writable: )")
 
 
 def advice(why: str) -> str | None:

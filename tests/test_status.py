@@ -1806,6 +1806,29 @@ def test_a_job_id_slurm_could_not_be_asked_about_says_so(tmp_path, capsys, monke
     assert code == 2 and "job 4242: not found, or not a job hpoc submitted" in err
 
 
+def test_an_sbatch_job_slurm_forgot_is_found_by_its_log(tmp_path, capsys, monkeypatch):
+    """`sbatch build/job.sbatch`, and later `hpoc status JOBID`: once the controller forgot the
+    job (MinJobAge, no accounting) it was "not a job hpoc submitted", though its .err lies
+    beside plan.json, named after it (only `hpoc submit`'s records were looked at)."""
+    from submit_support import fake_squeue
+
+    monkeypatch.chdir(tmp_path)
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for name in ("tiny-950.err", "tiny-960_0.err", "tiny-960_1.err"):
+        (build / name).write_text("")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    (tmp_path / "bin" / "scontrol").write_text("#!/bin/sh\necho 'slurm_load_jobs error: Invalid job id "
+                                               "specified' >&2\nexit 1\n")
+    (tmp_path / "bin" / "scontrol").chmod(0o755)
+    for job in ("950", "960", "960_1"):
+        code, out, err = status(capsys, job)
+        assert code == 0 and out.startswith("study `tiny`: "), (job, err)
+    code, _, err = status(capsys, "96")  # another job's id is no prefix of it
+    assert code == 2 and "job 96: not found" in err
+
+
 def test_a_study_directory_after_its_run_is_read_through_its_spec(tmp_path, capsys, monkeypatch):
     """`hpoc status` beside study.hpo read results/tiny without the plan ("budget unknown"),
     while before the run it read the spec; an edited spec that names another storage

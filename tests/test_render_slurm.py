@@ -752,11 +752,11 @@ def test_the_scripts_job_directory_limit_is_the_node_entry_points():
 
 
 @pytest.mark.parametrize("answer, code, said", [
-    (3, 0, None), (4, 2, None), (5, 1, None),
+    (3, 0, None), (4, 2, None), (5, 1, None), (7, 2, None),  # 7: storage not writable
     (1, 3, "check before Ray failed (exit 1); starting anyway"),  # a crash of the check: go on
     (2, 3, "check before Ray failed (exit 2); starting anyway")])
 def test_the_job_acts_on_the_answer_before_ray_and_goes_past_a_crash(tmp_path, short_dir, answer, code, said):
-    """3 done, 4 busy, 5 done but failed; anything else is no answer (an older hpoc on the
+    """3 done, 4 busy, 5 done but failed, 7 storage; anything else is no answer (an older hpoc on the
     nodes, a crash) and the job goes on to `cluster init` (which the stub fails with 3)."""
     got, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(short_dir)}, before=answer)
     assert got == code, err

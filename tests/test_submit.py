@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -1533,3 +1534,18 @@ def test_a_stopped_shard_is_said_to_resume_only_where_resume_is_on(tmp_path, mon
     with pytest.raises(StudyJobError) as stopped:
         job._run_driver(0, {}, local=True)
     assert str(stopped.value) == f"shard 0 was stopped by a signal before it finished; {then}"
+
+
+def test_an_hpoc_submit_job_says_where_the_trials_progress_goes(tmp_path):
+    """Its .out said "running shard 0: CMD": the trials' progress is in the task's .err
+    (submitit's `<id>_0_log.err`), and nothing said so, nor how to follow the study."""
+    build = tmp_path / "my build"
+    err = tmp_path / "logs" / "7_0_log.err"
+    err.parent.mkdir()
+    code = ("import sys; from hpoc.submit.job import progress_line; "
+            f"print(progress_line(1, {str(build / 'plan.json')!r}))")
+    with open(err, "w") as fh:
+        out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=fh, text=True,
+                             check=True).stdout
+    assert out == (f"hpoc: shard 1: the trials' progress goes to {err}; "
+                   f"follow the study with: hpoc status '{build}'\n")

@@ -2675,6 +2675,26 @@ def test_a_pipeline_module_that_does_not_parse_is_a_warning(tmp_path) -> None:
     assert d.help == "importing it would fail in every run; `python -m py_compile trainer.py` shows where"
 
 
+def test_a_module_that_parses_but_does_not_compile_is_a_warning(tmp_path) -> None:
+    """An import added above `from __future__ import annotations` parses (ast.parse) but
+    Python refuses to compile it: the check said "valid", and the SLURM job brought Ray up
+    before its trials failed to import the trainer."""
+    (tmp_path / "trainer.py").write_text("import os\nfrom __future__ import annotations\nimport hpoc\n"
+                                         "class T(hpoc.Trainer):\n    pass\n")
+    (d,) = diagnostics(BASE, str(tmp_path))
+    assert (d.severity, d.code, d.message) == (
+        "warning", "HP803", "trainer: `trainer` (trainer.py:2) has a syntax error: "
+                            "from __future__ imports must occur at the beginning of the file")
+    # what the compiler only warns of is the module's business: not printed by the check
+    (tmp_path / "trainer.py").write_text('import hpoc\nif hpoc is "a": pass\nclass T(hpoc.Trainer):\n    pass\n')
+    import warnings as py_warnings  # `warnings` here is hpo_util's
+
+    with py_warnings.catch_warnings(record=True) as said:
+        py_warnings.simplefilter("always")
+        assert not [d for d in diagnostics(BASE, str(tmp_path)) if "syntax" in d.message]
+    assert [w for w in said if issubclass(w.category, SyntaxWarning)] == []
+
+
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10's parser raises ValueError for a NUL")
 def test_a_syntax_error_without_a_line_names_only_the_file(tmp_path) -> None:
     """A NUL byte has no line of its own: not "(trainer.py:None)"."""

@@ -478,7 +478,8 @@ def test_a_64_node_16_shard_script_is_no_longer_than_a_2_node_one():
     assert len(big.splitlines()) == len(small.splitlines())
     changed = [(a, b) for a, b in zip(small.splitlines(), big.splitlines()) if a != b]
     assert {b for _, b in changed} <= {"#SBATCH --nodes=64", "#SBATCH --array=0-15%4", "hpoc_nodes_wanted=64",
-                                       'echo "hpoc: running shard $hpoc_shard of 16"'} | {
+                                       '    "$hpoc_shard" 16 /p/project/hpo/build/fashion-mnist"-$hpoc_job_ref.err"'
+                                       " /p/project/hpo/build"} | {
         ln for _, ln in changed if ln.startswith("# Edit the spec")}
     assert 'mapfile -t hpoc_nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")' in big
     assert 'for hpoc_node in "${hpoc_nodes[@]}"; do' in big
@@ -751,11 +752,11 @@ def test_the_scripts_job_directory_limit_is_the_node_entry_points():
 
 
 @pytest.mark.parametrize("answer, code, said", [
-    (3, 0, None), (4, 2, None), (5, 1, None),
+    (3, 0, None), (4, 2, None), (5, 1, None), (7, 2, None),  # 7: storage not writable
     (1, 3, "check before Ray failed (exit 1); starting anyway"),  # a crash of the check: go on
     (2, 3, "check before Ray failed (exit 2); starting anyway")])
 def test_the_job_acts_on_the_answer_before_ray_and_goes_past_a_crash(tmp_path, short_dir, answer, code, said):
-    """3 done, 4 busy, 5 done but failed; anything else is no answer (an older hpoc on the
+    """3 done, 4 busy, 5 done but failed, 7 storage; anything else is no answer (an older hpoc on the
     nodes, a crash) and the job goes on to `cluster init` (which the stub fails with 3)."""
     got, args, err = run_to_init(tmp_path, {"HPOC_TMP": str(short_dir)}, before=answer)
     assert got == code, err
@@ -867,3 +868,19 @@ def test_the_teardowns_waits_are_the_runtimes_share_of_killwait(kill_wait):
                          capture_output=True, text=True, env=env, timeout=30)
     assert run.returncode == 0, run.stderr
     assert tuple(map(int, run.stdout.split())) == stop_waits(kill_wait)
+
+
+def test_the_job_output_says_where_the_trials_progress_goes_and_how_to_follow(tmp_path):
+    """The .out said "running shard 0 of 2" and nothing more: the trials' progress is in the
+    .err, and a user tailing the .out was not told so, nor how to follow the study."""
+    build = tmp_path / "my build"
+    script = render_all(plan(shards={"count": 2, "parallel": 2}),
+                        plan_path=str(build / "plan.json"))["job.sbatch"]
+    lines = script.splitlines()
+    (at,) = [i for i, ln in enumerate(lines) if "running shard" in ln]
+    said = subprocess.run(["bash", "-c", "hpoc_shard=1 hpoc_job_ref=514_1\n" + "\n".join(lines[at:at + 2])],
+                          capture_output=True, text=True, check=True).stdout
+    study = plan()["study"]["name"]
+    pasted = str(build).replace(" ", "\\ ")  # as bash's printf %q quotes it
+    assert said == (f"hpoc: running shard 1 of 2: the trials' progress goes to {pasted}/{study}-514_1.err; "
+                    f"follow the study with: hpoc status {pasted}\n")

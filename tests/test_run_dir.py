@@ -1075,3 +1075,14 @@ def test_a_lock_held_by_a_slurm_job_names_the_scancel_that_stops_it(tmp_path):
     assert "stop it (`scancel 514_3`; it can be resumed)" in said
     said = runlock.describe(tmp_path, {"pid": 4242, "host": "laptop", "started": time.time()})
     assert "stop it (it can be resumed)" in said  # `hpoc run`: Ctrl-C or kill, as ever
+
+
+def test_a_job_whose_storage_path_lies_under_a_file_stops_before_ray(tmp_path, monkeypatch, capsys):
+    """`storage.path` under a file: the job brought its Ray cluster up (every node), and only
+    then did the driver say the storage could not be written."""
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    (tmp_path / "afile").write_text("")
+    plan = make_plan(tmp_path, tmp_path / "afile" / "results")
+    assert before.main(plan, 0, claim_pid=os.getpid()) == before.STORAGE
+    assert capsys.readouterr().err == (f"hpoc: error: storage path {tmp_path}/afile/results: "
+                                       f"{tmp_path}/afile exists and is not a directory\n")

@@ -755,6 +755,29 @@ def test_a_job_that_failed_on_a_spec_setting_is_resubmitted_from_the_spec(tmp_pa
         f"then submit it: `sbatch {build}/job.sbatch`\n")
 
 
+def test_a_job_whose_storage_path_cannot_be_written_is_sent_to_the_spec(tmp_path, capsys, monkeypatch):
+    """`storage.path` under a file, or not writable: the driver stops before any trial, and
+    status said "submit it again: `sbatch …`", which runs the same plan into the same path."""
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "r", tmp_path / "b"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    _fake_scontrol(tmp_path / "bin", {"941": "FAILED"})
+    for why in (f"error: storage path {storage}/f/results: {storage}/f exists and is not a directory",
+                # the job's check before Ray says it so
+                f"hpoc: error: storage path {storage}/f/results: {storage}/f exists and is not a directory",
+                f"error: storage path {storage}/results (its nearest existing parent {storage}) is not writable: Permission denied"):
+        (build / "tiny-941.err").write_text(f"{why}\n")
+        out = status(capsys, build)[1]
+        assert (f"next: job 941 FAILED: {why} (its output: {build}/tiny-941.err)\n"
+                "next: set `storage.path` in the spec to a directory the nodes can write (or make that "
+                "one writable), compile and submit again\n"
+                f"next: once the spec is fixed, compile it again: `hpoc compile {storage}/study.hpo -o {build}`, "
+                f"then submit it: `sbatch {build}/job.sbatch`\n") in out, out
+
+
 def test_an_hpoc_submit_job_slurm_requeued_says_why_its_last_run_ended(tmp_path, capsys, monkeypatch):
     """As for job.sbatch: a job SLURM requeued after a node failure waits for its begin time."""
     from submit_support import fake_squeue
@@ -1826,6 +1849,29 @@ def test_a_job_id_slurm_could_not_be_asked_about_says_so(tmp_path, capsys, monke
                                       "exit 1\n")  # asked, and it knows no such job
     code, _, err = status(capsys, "4242")
     assert code == 2 and "job 4242: not found, or not a job hpoc submitted" in err
+
+
+def test_an_sbatch_job_slurm_forgot_is_found_by_its_log(tmp_path, capsys, monkeypatch):
+    """`sbatch build/job.sbatch`, and later `hpoc status JOBID`: once the controller forgot the
+    job (MinJobAge, no accounting) it was "not a job hpoc submitted", though its .err lies
+    beside plan.json, named after it (only `hpoc submit`'s records were looked at)."""
+    from submit_support import fake_squeue
+
+    monkeypatch.chdir(tmp_path)
+    storage, build = tmp_path / "results", tmp_path / "build"
+    write_plan(build, make_plan(storage, "tiny"))
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    for name in ("tiny-950.err", "tiny-960_0.err", "tiny-960_1.err"):
+        (build / name).write_text("")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    (tmp_path / "bin" / "scontrol").write_text("#!/bin/sh\necho 'slurm_load_jobs error: Invalid job id "
+                                               "specified' >&2\nexit 1\n")
+    (tmp_path / "bin" / "scontrol").chmod(0o755)
+    for job in ("950", "960", "960_1"):
+        code, out, err = status(capsys, job)
+        assert code == 0 and out.startswith("study `tiny`: "), (job, err)
+    code, _, err = status(capsys, "96")  # another job's id is no prefix of it
+    assert code == 2 and "job 96: not found" in err
 
 
 def test_a_study_directory_after_its_run_is_read_through_its_spec(tmp_path, capsys, monkeypatch):

@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -605,6 +606,26 @@ def test_every_squeue_call_asks_for_this_users_jobs_only(monkeypatch, tmp_path):
     asked = (bin_dir / "asked").read_text().splitlines()
     assert len(asked) >= 3
     assert all(f"-u {os.getuid()} " in line for line in asked), asked
+
+
+def test_a_job_sbatch_job_of_the_same_study_holds_a_submission_back(tmp_path, monkeypatch):
+    """`sbatch build/job.sbatch`, then `hpoc submit study.hpo` (its own build/<study>): the
+    second job was sent, and stopped on the node against the first one's run lock. squeue
+    has no hpoc comment for job.sbatch's jobs; they are known by the plan beside the script."""
+    import hpoc.submit as submit_mod
+    from hpoc.plan import load
+
+    spec = write_study(tmp_path / "s", "twice")
+    other = submit_mod.load_target(spec, tmp_path / "sbatched")  # what `hpoc compile -o` wrote
+    other.write()
+    found = submit_mod.load_target(spec, tmp_path / "build")
+    plan = load(other.plan_path)
+    script = other.plan_path.parent / "job.sbatch"
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"77|PENDING|0:00||JobHeldUser|N/A|{script}"])
+    sub = submit_mod.prepare(plan, str(found.plan_path), "slurm")
+    with pytest.raises(SubmitError, match=r"already has job\(s\) 77 .*queued or running"):
+        submit_mod.send(plan, sub, build=found)
+    assert not found.plan_path.exists()  # nothing written, nothing sent
 
 
 def test_a_failed_fresh_submission_puts_the_previous_run_back(tmp_path, monkeypatch, capsys):
@@ -1513,3 +1534,18 @@ def test_a_stopped_shard_is_said_to_resume_only_where_resume_is_on(tmp_path, mon
     with pytest.raises(StudyJobError) as stopped:
         job._run_driver(0, {}, local=True)
     assert str(stopped.value) == f"shard 0 was stopped by a signal before it finished; {then}"
+
+
+def test_an_hpoc_submit_job_says_where_the_trials_progress_goes(tmp_path):
+    """Its .out said "running shard 0: CMD": the trials' progress is in the task's .err
+    (submitit's `<id>_0_log.err`), and nothing said so, nor how to follow the study."""
+    build = tmp_path / "my build"
+    err = tmp_path / "logs" / "7_0_log.err"
+    err.parent.mkdir()
+    code = ("import sys; from hpoc.submit.job import progress_line; "
+            f"print(progress_line(1, {str(build / 'plan.json')!r}))")
+    with open(err, "w") as fh:
+        out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=fh, text=True,
+                             check=True).stdout
+    assert out == (f"hpoc: shard 1: the trials' progress goes to {err}; "
+                   f"follow the study with: hpoc status '{build}'\n")

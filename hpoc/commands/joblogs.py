@@ -74,11 +74,18 @@ def why(err: str) -> str | None:
 _NO_PACKAGE = re.compile(r"\S+: (Error while finding module specification|No module named )")
 
 
+_STORAGE = re.compile(r"(hpoc: )?(error: )?storage path .*(: \S.* exists and is not a directory| is not writable: )")
+
+
 def advice(why: str) -> str | None:
-    """What to change when the reason a job ended is its interpreter, else None."""
+    """What to change when the reason a job ended is the spec's (its interpreter, a setup
+    line, the storage path), else None."""
     if _NO_PACKAGE.match(why):
         return ("the python on the nodes lacks it: set `slurm.python` to the python of the environment "
                 "hpoc is installed in, or activate that environment in `slurm.setup`")
+    if _STORAGE.match(why):  # the driver's check of `storage.path`: the same plan fails again
+        return ("set `storage.path` in the spec to a directory the nodes can write (or make that one "
+                "writable), compile and submit again")
     if why.startswith("hpoc: slurm.setup failed"):
         return ("fix that `slurm.setup` line in the spec (the nodes run it as written: `module avail`, "
                 "`module spider` on a login node show the site's names), compile and submit again")

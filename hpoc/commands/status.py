@@ -140,7 +140,8 @@ def resolve(target: str) -> tuple[dict[str, Any] | None, Path | None]:
 
 
 def plan_of_job(job_id: str) -> Path | None:
-    """The plan.json above a job's submitit files (its submission script or output)."""
+    """The plan.json above a job's files (its script, submitit files or output), as SLURM
+    still names them, else as found here: `hpoc submit`'s records, job.sbatch's logs."""
     info = _scontrol(job_id)
     candidates = [info.get(k) for k in ("Command", "StdOut", "StdErr")]
     for text in candidates:
@@ -157,6 +158,12 @@ def plan_of_job(job_id: str) -> Path | None:
         ids = {j["job_id"] for r in records for j in r.get("jobs", [])}
         if job_id in ids or any(i.split("_")[0] == job_id for i in ids):
             return jobs_file.parent / "plan.json"
+    # `sbatch BUILD/job.sbatch` keeps no records: its .err, named after the job (an array's
+    # tasks after JOBID_TASK), lies beside plan.json in a build here or one level down.
+    for pattern in (f"*-{job_id}.err", f"*-{job_id}_*.err"):
+        for err in sorted(Path(".").glob(pattern)) + sorted(Path(".").glob("*/" + pattern)):
+            if (err.parent / "job.sbatch").is_file() and (err.parent / "plan.json").is_file():
+                return err.parent / "plan.json"
     return None
 
 

@@ -11,6 +11,7 @@ import functools
 import importlib.machinery
 import importlib.util
 import os
+import warnings
 
 
 def find_module(workdir: str, module: str) -> str | None:
@@ -185,7 +186,13 @@ def _parse(text: str, path: str) -> ast.Module | SyntaxError | None:
     # reports, the config keys it reads) and a module may hold several steps; keyed by the
     # text, an edited module is parsed anew. Callers only read the tree.
     try:
-        return ast.parse(text, path)
+        tree = ast.parse(text, path)
+        # What only the compiler refuses (an import above `from __future__`, a `return`
+        # outside a function) parses, and fails at import on the node all the same.
+        with warnings.catch_warnings():  # the module's SyntaxWarnings are not the check's to print
+            warnings.simplefilter("ignore")
+            compile(tree, path, "exec", dont_inherit=True)
+        return tree
     except SyntaxError as exc:
         return exc.with_traceback(None)  # kept in the cache: not the frames it was raised in
     except (ValueError, RecursionError):  # a NUL byte (before Python 3.12); nesting too deep

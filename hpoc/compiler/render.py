@@ -234,6 +234,7 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         "log_dir": posixpath.join(plan_dir, "logs"),
         "output": f"{stem}-{tag}.out",
         "error": f"{stem}-{tag}.err",
+        "err_stem": posixpath.join(plan_dir, _FILE_SAFE.sub("_", study)),  # the .err as it is named
         "gpu_option": gpu_option(slurm),
         "node_gpus": node_gpus(slurm),
         "grace_s": grace,

@@ -5,7 +5,8 @@ Exit 0: go on. 3: the shard already ran to the end (a resubmitted array's finish
 5: it did, and no trial succeeded (the job fails, as the driver would have). With
 HPOC_RETRY_ERRORED (or --retry-errored) a shard that ran to the end with errored trials is
 a GO: its driver runs them again (rerun.py). 4: another
-run holds the shard's lock (the study submitted twice). 6: this python cannot import Ray. The driver asks again when it
+run holds the shard's lock (the study submitted twice). 6: this python cannot import Ray.
+7: the storage path cannot be written (a claim could not be made there). The driver asks again when it
 starts; this only spares the job a cluster it would not use. Codes of their own, so that
 the job script tells an answer from a crash of this check (which it goes past).
 
@@ -28,6 +29,7 @@ from hpoc.runtime import marker
 
 GO, DONE, BUSY, FAILED = 0, 3, 4, 5
 NO_RAY = 6  # no answer: the job script's import check names `slurm.python`
+STORAGE = 7  # the storage path cannot be written (under a file, not writable): as the driver says
 
 
 def verdict(plan: dict[str, Any], shard: int, retry: str | None = None,
@@ -182,7 +184,7 @@ def main(plan: dict[str, Any], shard: int, claim_pid: int | None = None,
         print(f"hpoc: warning: {edited}", file=sys.stderr)
     code, why = check(plan, shard, claim_pid, retry)
     if why:
-        print(f"hpoc: {'error: ' if code in (BUSY, FAILED) else ''}{why}", file=sys.stderr)
+        print(f"hpoc: {'error: ' if code in (BUSY, FAILED, STORAGE) else ''}{why}", file=sys.stderr)
     return code
 
 
@@ -197,8 +199,12 @@ def _claim(plan: dict[str, Any], shard: int, pid: int) -> tuple[int, str]:
         runlock.claim(exp, shard, pid, lambda line: print(line, file=sys.stderr))
     except runlock.Busy as exc:
         return BUSY, str(exc)
-    except OSError:
-        pass  # storage the driver cannot use either: it says why, located
+    except OSError:  # storage the driver cannot use either: said now, before a Ray cluster
+        from hpoc.runtime.login_preflight import storage_problem
+
+        problem = storage_problem(plan["storage"]["path"], min_free_gb=0)  # room: the driver's to judge
+        if problem:
+            return STORAGE, problem
     return GO, ""
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -220,6 +221,7 @@ class StudyJob(submitit.helpers.Checkpointable):
         if self.grace_s is not None:  # checkpoint() requeues: the driver stopped by USR2 says so
             env[WALLTIME_REQUEUE] = "1"
         print(f"hpoc: running shard {shard}: {' '.join(cmd)}", flush=True)
+        print(progress_line(shard, self.plan_path), flush=True)
         started = time.time()
         self._driver = subprocess.Popen(cmd, env=env)
         waits = _waits()
@@ -445,6 +447,18 @@ def _lost_nodes() -> list[tuple[str, str]]:
 
 def _node_name() -> str:
     return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+
+
+def progress_line(shard: int, plan_path: str) -> str:
+    """What the .out says of the trials' progress: it goes to this process's stderr, the
+    task's .err (srun's --error, read back from /proc), and `hpoc status` follows it."""
+    try:
+        err = os.readlink("/proc/self/fd/2")
+    except OSError:
+        err = ""
+    where = shlex.quote(err) if err.startswith("/") else "this task's .err"
+    return (f"hpoc: shard {shard}: the trials' progress goes to {where}; "
+            f"follow the study with: hpoc status {shlex.quote(os.path.dirname(plan_path))}")
 
 
 def _paths(env: Any) -> tuple[Path, Path, Path]:

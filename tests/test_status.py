@@ -1963,3 +1963,60 @@ def test_a_state_held_back_long_is_a_warning(tmp_path, capsys):
     assert "\nwarning: the experiment state was not saved for the last 9 saves (12 min): x\n" in out
     (exp / HELD).unlink()
     assert "warning" not in status(capsys, exp)[1]
+
+
+def test_a_job_requeued_at_its_time_limit_says_so_while_it_waits_and_runs(tmp_path, capsys, monkeypatch):
+    """A job stopped at its time limit (SIGUSR2) requeues itself; status showed it PENDING or
+    RUNNING with paused trials and never said why, so users wondered whether to raise
+    `slurm.time`. The summary's `signal` and the last run's lock (SLURM_RESTART_COUNT) say it."""
+    import slurm_plans
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "tiny")
+    plan["slurm"] = dict(slurm_plans.BASE["slurm"], time="00:20:00", time_s=1200, gpus_per_node=0)
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    exp = storage / "tiny"
+    exp.mkdir(parents=True)
+    started = time.time() - 1300
+    path = summary(exp, "tiny", [{"trial_id": "aaaaa_00000", "status": "PAUSED"}], interrupted=True)
+    data = json.loads(path.read_text())
+    data.update(signal="SIGUSR2", run_started=started, wall_s=1180.0)
+    path.write_text(json.dumps(data))
+    lock = run_lock(exp, pid=999999, host="node1", started=started)  # the ended run's, left behind
+    info = json.loads(lock.read_text())
+    info.update(slurm_job="979", slurm_restart=1)
+    lock.write_text(json.dumps(info))
+    at = time.strftime("%H:%M", time.localtime(started + 1180.0))
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"979|PENDING|0:00||BeginTime|N/A|{build}/job.sbatch"])
+    out = status(capsys, build)[1]
+    assert (f"run 2 of job 979 reached its time limit (`slurm.time` 00:20:00) at {at} and the job "
+            f"requeued itself (requeue 2 of at most 100): trials resume from their checkpoints") in out, out
+    # the requeued run has started: the line stays until it ends
+    run_lock(exp, pid=1, host="node2", started=time.time() - 30)
+    info = json.loads(lock.read_text())
+    info.update(slurm_job="979", slurm_restart=2)
+    lock.write_text(json.dumps(info))
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"979|RUNNING|0:30|node2|None|N/A|{build}/job.sbatch"])
+    out = status(capsys, build)[1]
+    assert f"run 2 of job 979 reached its time limit (`slurm.time` 00:20:00) at {at}" in out, out
+    # a summary another signal interrupted is not a time limit
+    data["signal"] = "SIGTERM"
+    path.write_text(json.dumps(data))
+    assert "time limit" not in status(capsys, build)[1]
+
+
+def test_an_array_tasks_requeue_is_counted_from_its_lock_by_the_task_name(tmp_path):
+    """An array task's lock names its own job id (`slurm_job` 701) and the task as squeue
+    shows it (`slurm_task` 700_1): the count is that lock's; a local run is never requeued."""
+    from hpoc.commands.status import _requeued
+
+    path = summary(tmp_path, "arr", [], interrupted=True)
+    data = dict(json.loads(path.read_text()), signal="SIGUSR2", run_started=1000.0, wall_s=50.0)
+    lock = run_lock(tmp_path, pid=999999, host="node1", started=1000.0)
+    lock.write_text(json.dumps(dict(json.loads(lock.read_text()), slurm_job="701", slurm_task="700_1",
+                                    slurm_restart=0)))
+    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "700_1"}) == {"at": 1050.0, "restart": 0}
+    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "702_1"}) == {"at": 1050.0, "restart": None}
+    assert _requeued(tmp_path, data, {"cluster": "local", "job_id": "4242"}) is None

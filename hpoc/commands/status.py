@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -345,6 +346,7 @@ def gather(plan: dict[str, Any], build_dir: Path | None) -> dict[str, Any]:
         "state": _overall([s["state"] for s in shards]),
         "submitted_by_hpoc": _last_by_hpoc(latest, shards),
         "squeue_error": unasked,
+        "slurm_time": (plan.get("slurm") or {}).get("time"),
         "slurm": plan.get("slurm") is not None,  # without it `hpoc submit` runs the study here
     }
 
@@ -568,6 +570,7 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
         return summary, summary is not None or not (exp / SUMMARY).exists()
 
     lock, summary = lock_and_summary(exp, read)
+    last = summary  # the ended run's, kept for `requeued` when the run since hides it
     run = lock if lock is not None and lock.alive else None  # a driver runs now (local too)
     ended = job is not None and job.get("state") is not None and job["state"] not in ACTIVE
     if run is not None and not run.here and ended:
@@ -622,7 +625,31 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
             # its searcher had nothing left: a larger budget would run nothing more
             "search_ended": bool(state == "finished" and summary.get("search_ended")),
             # a trial's file failed at every save for long: the state a resume reads is old
-            "held": _held_back(exp)}
+            "held": _held_back(exp),
+            # its job's last run reached the time limit and the job requeued itself
+            "requeued": _requeued(exp, last, job) if active else None}
+
+
+def _requeued(exp: Path, summary: dict[str, Any] | None, job: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The last run of a SLURM job that its time limit stopped (the summary's `signal` is
+    the walltime's SIGUSR2), while the job, requeued, waits or runs again: {"at": when it
+    stopped, "restart": SLURM_RESTART_COUNT of that run (its lock's), or None}."""
+    from hpoc.runtime import runlock
+
+    if not summary or not summary.get("interrupted") or summary.get("signal") != "SIGUSR2" \
+            or not job or job.get("cluster", "slurm") != "slurm":
+        return None
+    started, wall = summary.get("run_started"), summary.get("wall_s")
+    at = started + wall if isinstance(started, (int, float)) and isinstance(wall, (int, float)) else None
+    found = runlock.read(exp)
+    info = found[0] if found else {}
+    # the lock of this job (an array task's is named as squeue names it: `slurm_task`); a
+    # newer run's lock counts the run since, one more
+    ours = str(job.get("job_id")) in (info.get("slurm_task"), info.get("slurm_job"))
+    restart = info.get("slurm_restart") if ours and isinstance(info.get("slurm_restart"), int) else None
+    if restart is not None and isinstance(started, (int, float)) and info.get("started") != started:
+        restart -= 1  # the requeued run's lock: the ended run was the one before
+    return {"at": at, "restart": restart}
 
 
 def _held_back(exp: Path) -> str | None:
@@ -753,6 +780,7 @@ def render(status: dict[str, Any], every: bool = False, words: dict[str, str] | 
     if unlisted:
         lines.append(f"… {len(unlisted)} more shard(s) not listed: "
                      f"{_tally(_said_state(s) for s in unlisted)} (--all lists every shard)")
+    lines += _requeue_lines(status)
     timed_out = sum(s.get("time_limit", 0) for s in status["shards"])
     if timed_out:
         lines.append(respell(f"{timed_out} of the done trial(s) stopped at their time limit (`trials.time_limit`)",
@@ -781,6 +809,27 @@ def render(status: dict[str, Any], every: bool = False, words: dict[str, str] | 
         lines.append(f"optuna journal: {j['trials']} trial(s) asked, {j['complete']} complete ({per})")
     lines.extend(f"next: {step}" for step in status.get("next", []))
     return "\n".join(lines) + "\n"
+
+
+def _requeue_lines(status: dict[str, Any]) -> list[str]:
+    """Why trials are paused while a job waits or runs again: its last run reached the time
+    limit and the job requeued itself (not a failure; `slurm.time` sets how long a run is)."""
+    from hpoc.plan import MAX_WALLTIME_REQUEUES
+
+    out = []
+    limit = f" (`slurm.time` {status['slurm_time']})" if status.get("slurm_time") else ""
+    for s in status["shards"]:
+        r = s.get("requeued")
+        if not r:
+            continue
+        restart = r["restart"]
+        run = f"run {restart + 1} of " if restart is not None else "the last run of "
+        when = f" at {time.strftime('%H:%M', time.localtime(r['at']))}" if r["at"] else ""
+        count = f" (requeue {restart + 1} of at most {MAX_WALLTIME_REQUEUES})" if restart is not None else ""
+        shard = f"shard {s['shard']}: " if len(status["shards"]) > 1 else ""
+        out.append(f"{shard}{run}job {s['job']['job_id']} reached its time limit{limit}{when} and the job "
+                   f"requeued itself{count}: trials resume from their checkpoints")
+    return out
 
 
 def _listed(shards: list[dict[str, Any]], every: bool,

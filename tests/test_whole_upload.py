@@ -439,3 +439,17 @@ def test_a_state_still_held_back_as_the_run_ends_is_said_however_briefly(tmp_pat
     whole_upload.upload(str(staging), None, str(exp))
     whole_upload.ended()
     assert len(said) == 1 and not (exp / whole_upload.HELD).exists()
+
+
+def test_the_held_back_line_is_said_though_the_storage_folder_cannot_be_listed(tmp_path, monkeypatch):
+    """The state's time is read by listing the storage folder; one that refuses it (a folder
+    writable but not readable) must not turn the line into an error of its own: the run's
+    end says it on the driver's thread."""
+    def refused(path):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(whole_upload.os, "listdir", refused)
+    line = whole_upload.held_words(str(tmp_path), "trial_0/result.json",
+                                   PermissionError(errno.EACCES, "Permission denied"), 1, 30.0)
+    assert line.startswith("the experiment state was not saved for the last save (0 min)")
+    assert line.endswith("until then a resume starts from the last state saved")

@@ -321,3 +321,30 @@ def test_a_trial_whose_objective_goes_nan_or_inf_is_said_once_as_it_reports(monk
     assert out.getvalue() == (
         "[hpoc] trial a (lr=0.5) diverged: `val_loss` is inf at epoch 2; it ranks last "
         "(a smaller learning rate?)\n")
+
+
+def test_a_line_said_while_the_terminal_line_is_drawn_goes_on_its_own_line():
+    """A line the driver says (a trial failed; a state held back, said from Ray's sync
+    thread) while the live line is on a terminal without its newline: the live line is
+    cleared first and drawn again below it, not run into the said line's start."""
+    import threading
+
+    from hpoc.runtime.exits import say
+
+    clock = Clock()
+    stream = io.StringIO()
+    progress = Progress(total=3, stream=stream, tty=True, clock=clock)
+    progress.update(0, 1, 2)
+    drawn = stream.getvalue()
+    thread = threading.Thread(target=say, args=(stream, "[hpoc] warning: held back"))
+    thread.start()
+    thread.join()
+    out = stream.getvalue()[len(drawn):]
+    screen = [line.rsplit("\r", 1)[-1].replace("\x1b[K", "") for line in (drawn + out).split("\n")]
+    assert screen == ["[hpoc] warning: held back", progress._line]
+    progress.close()
+    say(stream, "[hpoc] done")  # the live line ended: said as ever
+    assert stream.getvalue().endswith("\n[hpoc] done\n")
+    other = io.StringIO()
+    say(other, "x")  # another stream than the live line's
+    assert other.getvalue() == "x\n"

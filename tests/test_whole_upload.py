@@ -408,3 +408,48 @@ def test_a_held_back_line_an_earlier_run_left_goes_at_this_runs_first_whole_save
     (exp / whole_upload.HELD).write_text("the experiment state was not saved ...\n")
     whole_upload.upload(str(staging), None, str(exp))
     assert not (exp / whole_upload.HELD).exists()
+
+
+def test_a_state_still_held_back_as_the_run_ends_is_said_however_briefly(tmp_path, monkeypatch, held):
+    """Tune's last save failed too: no later save takes the state whole, so the run's end
+    says it (and leaves HELD for `hpoc status`), though held fewer than HELD_S seconds; a
+    run whose last save went whole says nothing."""
+    said, clock = held
+    staging = _staging(tmp_path, "{}", '{"epoch": 1}\n')
+    exp = tmp_path / "exp"
+    real = whole_upload.shutil.copyfile
+
+    def refused(src, dst):
+        if "result.json" in dst:
+            raise PermissionError(errno.EACCES, "Permission denied", dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(whole_upload.shutil, "copyfile", refused)
+    clock[0] += 10
+    with pytest.raises(PermissionError):
+        whole_upload.upload(str(staging), None, str(exp))
+    assert said == []
+    whole_upload.ended()
+    assert len(said) == 1 and "trial_0/result.json could not be written" in said[0]
+    assert (exp / whole_upload.HELD).read_text() == said[0].removeprefix("[hpoc] warning: ") + "\n"
+    whole_upload.ended()  # said once
+    assert len(said) == 1
+
+    monkeypatch.setattr(whole_upload.shutil, "copyfile", real)
+    whole_upload.upload(str(staging), None, str(exp))
+    whole_upload.ended()
+    assert len(said) == 1 and not (exp / whole_upload.HELD).exists()
+
+
+def test_the_held_back_line_is_said_though_the_storage_folder_cannot_be_listed(tmp_path, monkeypatch):
+    """The state's time is read by listing the storage folder; one that refuses it (a folder
+    writable but not readable) must not turn the line into an error of its own: the run's
+    end says it on the driver's thread."""
+    def refused(path):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(whole_upload.os, "listdir", refused)
+    line = whole_upload.held_words(str(tmp_path), "trial_0/result.json",
+                                   PermissionError(errno.EACCES, "Permission denied"), 1, 30.0)
+    assert line.startswith("the experiment state was not saved for the last save (0 min)")
+    assert line.endswith("until then a resume starts from the last state saved")

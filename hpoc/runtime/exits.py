@@ -24,8 +24,10 @@ class Interrupted(BaseException):
 
 
 def say(stream: TextIO, text: str) -> None:
+    from hpoc.runtime.progress import said_over  # the live line on a terminal: not run into
+
     try:
-        stream.write(text + "\n")
+        stream.write(said_over(stream, text))
         stream.flush()
     except (OSError, ValueError):
         pass

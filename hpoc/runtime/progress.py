@@ -19,6 +19,9 @@ import sys
 import time
 from typing import Any, Callable, TextIO
 
+# (stream, line): the live line on a terminal without its newline, for said_over()
+_ON_SCREEN: tuple[Any, str] | None = None
+
 
 def format_elapsed(seconds: float) -> str:
     seconds = max(0, int(seconds))
@@ -89,6 +92,7 @@ class Progress:
             self._write(self._line)
             self._printed_state = self._state
         if self.tty and self._drawn:
+            _off_screen(self.stream)
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
@@ -116,14 +120,33 @@ class Progress:
     def _write(self, line: str) -> None:
         try:
             if self.tty:
+                global _ON_SCREEN
                 width = shutil.get_terminal_size((120, 20)).columns
-                self.stream.write("\r" + line[: max(20, width - 1)] + "\x1b[K")
+                _ON_SCREEN = (self.stream, line[: max(20, width - 1)])
+                self.stream.write("\r" + _ON_SCREEN[1] + "\x1b[K")
                 self._drawn = True
             else:
                 self.stream.write(line + "\n")
             self.stream.flush()
         except (OSError, ValueError):
             pass  # a closed or broken log stream must never stop the study
+
+
+def _off_screen(stream: Any) -> None:
+    global _ON_SCREEN
+    if _ON_SCREEN is not None and _ON_SCREEN[0] is stream:
+        _ON_SCREEN = None
+
+
+def said_over(stream: Any, text: str) -> str:
+    """What to write to `stream` to say the line `text`: on a terminal that shows the live
+    line without its newline, that line cleared, `text`, and the live line drawn again below
+    it (else the two ran together on one line). One string: written by one write, a line
+    said from another thread (whole_upload's, in Ray's sync thread) cannot split it."""
+    shown = _ON_SCREEN
+    if shown is None or shown[0] is not stream:
+        return text + "\n"
+    return "\r\x1b[K" + text + "\n\r" + shown[1] + "\x1b[K"
 
 
 def _isatty(stream: Any) -> bool:

@@ -39,7 +39,7 @@ from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
 from hpoc.runtime import clock, compact, deepspeed_ops, failfast, full, hooks, lean, marker, rerun, runlock
-from hpoc.runtime import walltime, watch
+from hpoc.runtime import walltime, watch, whole_upload
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
@@ -453,6 +453,7 @@ def _tune(plan: dict[str, Any], opts: RunOptions, ray_session: Any, loaded: list
                  f"on {where_to}; results in {exp}")
     fit_started = time.monotonic()
     grid = _fit(tuner, plan, ray_session)
+    whole_upload.ended()  # Tune's last save left the state held back: said however briefly
     trials = STATE.trials or _trials_from_grid(grid)
     trials, interrupted = _as_seen(trials)
     budget = plan["trials"]["time_budget_s"]

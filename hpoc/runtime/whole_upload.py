@@ -13,7 +13,8 @@ run resumes from the last save that fit.
 A trial's file that fails at every save (a colleague's file, EACCES; a quota that stays
 met) holds the state back for the rest of the study, and Ray only logs it: after
 HELD_SAVES saves and HELD_S seconds held, the driver says it once and HELD names it for
-`hpoc status`. Skipping that file instead would let the state claim reports its trial's
+`hpoc status`; a state still held back when the run ends is said then (ended()), as no
+later save will take it whole. Skipping that file instead would let the state claim reports its trial's
 result.json lacks, so the state stays held until the file goes.
 """
 
@@ -34,7 +35,7 @@ THREADS = 8
 HELD = ".hpoc-held-back"  # in the storage's experiment folder while the state is held back
 HELD_SAVES, HELD_S = 3, 600.0  # both: saves every few seconds, or one save that hit a passing full disk
 
-_held: dict[str, Any] = {"since": None, "saves": 0, "said": False}
+_held: dict[str, Any] = {"since": None, "saves": 0, "said": False, "last": None}
 _say: Callable[[str], None] | None = None
 
 
@@ -80,15 +81,29 @@ def _hold(fs_path: str, rel: str | None, exc: OSError | None) -> None:
             os.unlink(held)  # this run's, or one an earlier run left as it ended held
         except OSError:
             pass
-        _held.update(since=None, saves=0, said=False)
+        _held.update(since=None, saves=0, said=False, last=None)
         return
     now = time.time()
     _held["since"] = _held["since"] or now
     _held["saves"] += 1
+    _held["last"] = (fs_path, rel, exc)
     if _held["said"] or _held["saves"] < HELD_SAVES or now - _held["since"] < HELD_S:
         return
+    _tell(fs_path, rel, exc)
+
+
+def ended() -> None:
+    """At the run's end, Tune's last save done: a state it left held back is said now, held
+    however briefly (no later save of this run will take it whole)."""
+    if _held.get("last") is not None and not _held["said"]:
+        _tell(*_held["last"])
+
+
+def _tell(fs_path: str, rel: str, exc: OSError | None) -> None:
+    """Say the state held back, once, and leave HELD beside it for `hpoc status`."""
+    held = os.path.join(fs_path, HELD)
     _held["said"] = True
-    line = held_words(fs_path, rel, exc, _held["saves"], now - _held["since"])
+    line = held_words(fs_path, rel, exc, _held["saves"], time.time() - _held["since"])
     if _say is not None:
         _say(f"[hpoc] warning: {line}")
     try:
@@ -108,13 +123,17 @@ def held_words(fs_path: str, rel: str, exc: OSError | None, saves: int, seconds:
     else:
         todo = "fix what refuses it"
     why = exc.strerror if exc is not None and exc.strerror else str(exc)
-    states = [os.path.join(fs_path, n) for n in os.listdir(fs_path) if n.startswith("experiment_state-")] \
-        if os.path.isdir(fs_path) else []
-    stamp = max((os.path.getmtime(p) for p in states), default=None)
-    since = ("a resume starts from the state of "
-             + time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp is not None
-             else "no state was saved yet: a resume would start over")
-    return (f"the experiment state was not saved for the last {saves} saves ({seconds / 60:.0f} min): "
+    try:  # said at the run's end too, on the driver's own thread: never an error of its own
+        states = [os.path.join(fs_path, n) for n in os.listdir(fs_path) if n.startswith("experiment_state-")] \
+            if os.path.isdir(fs_path) else []
+        stamp = max((os.path.getmtime(p) for p in states), default=None)
+        since = ("a resume starts from the state of "
+                 + time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp is not None
+                 else "no state was saved yet: a resume would start over")
+    except OSError:
+        since = "a resume starts from the last state saved"
+    last = f"last {saves} saves" if saves > 1 else "last save"
+    return (f"the experiment state was not saved for the {last} ({seconds / 60:.0f} min): "
             f"{rel} could not be written to {fs_path} ({why}); {todo}; until then {since}")
 
 

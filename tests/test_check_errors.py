@@ -1457,6 +1457,60 @@ def test_gpus_the_trials_at_once_leave_unused_are_a_warning() -> None:
     assert "1 node sits idle" in w.message
 
 
+HEBO = BASE + "objective minimize val_loss\nspace { x = uniform(0, 1) }\n"
+
+
+def test_hebo_without_max_concurrent_on_a_bigger_allocation_is_a_warning() -> None:
+    """Ray's HEBOSearch runs 8 trials at once unless `max_concurrent` is set: `search hebo`
+    on 4 nodes × 8 CPUs of 1-CPU trials left 24 CPUs idle for the whole job without a word."""
+    [w] = warnings(HEBO + "search hebo\ntrials { num_samples = 64 }\nslurm { nodes = 4, cpus_per_node = 8 }\n")
+    assert (w.code, where(w)) == ("HP804", (7, 20))
+    assert w.message == ("the job holds 32 CPUs (4 nodes × 8), but at most 8 trials of 1 CPU run at once "
+                         "(HEBO's own limit without `max_concurrent`): 24 CPUs sit idle for the whole job")
+    assert w.help == ("lower `slurm.nodes` to 1, or set `max_concurrent = 32` (HEBO then suggests 32 trials "
+                      "at a time: more at once, each batch chosen from fewer results)")
+    # one node: fewer of its CPUs
+    [w] = warnings(HEBO + "search hebo\ntrials { num_samples = 64 }\nslurm { cpus_per_node = 16 }\n")
+    assert "8 CPUs sit idle" in w.message and w.help.startswith("lower `slurm.cpus_per_node` to 8, or set")
+    # nodes no trial reaches are said as nodes, GPUs as GPUs, with HEBO's limit as the why
+    [w] = warnings(HEBO + "search hebo\ntrials { num_samples = 64 }\nslurm { nodes = 16 }\n")
+    assert w.message == ("the job holds 16 nodes, but at most 8 trials of 1 worker run at once (HEBO's own "
+                         "limit without `max_concurrent`): 8 nodes sit idle for the whole job")
+    assert w.help.startswith("lower `slurm.nodes` to 8, or set `max_concurrent = 16` (HEBO then suggests 16")
+    [w] = warnings(HEBO + "search hebo\ntrials { num_samples = 64 }\nresources { gpus_per_worker = 1 }\n"
+                   "slurm { gpus_per_node = 16, cpus_per_node = 16 }\n")
+    assert "at most 8 trials of 1 GPU run at once (HEBO's own limit without `max_concurrent`): 8 GPUs" in w.message
+    assert w.help.startswith("lower `slurm.gpus_per_node` to 8, or set `max_concurrent = 16`")
+    # HEBO hands out its points_to_evaluate first, past its 8: 12 run at once, then 8
+    points = ", ".join(f"{{x = 0.0{i}}}" for i in range(12))
+    [w] = warnings(HEBO + f"search hebo {{ points_to_evaluate = [{points}] }}\ntrials {{ num_samples = 64 }}\n"
+                   "slurm { nodes = 4, cpus_per_node = 8 }\n")
+    assert "at most 12 trials of 1 CPU run at once" in w.message and "20 CPUs sit idle" in w.message
+    # each shard's searcher runs its share of the points
+    [w] = warnings(HEBO + f"search hebo {{ points_to_evaluate = [{points}] }}\ntrials {{ num_samples = 64 }}\n"
+                   "slurm { nodes = 4, cpus_per_node = 8, array { shards = 2 } }\n")
+    assert "at most 8 trials of 1 CPU run at once" in w.message
+    # what the job holds, or the trials there are, within HEBO's limit; or `max_concurrent` set
+    for quiet in ("search hebo\ntrials { num_samples = 64 }\nslurm { cpus_per_node = 8 }\n",
+                  "search hebo\ntrials { num_samples = 8 }\nslurm { nodes = 4, cpus_per_node = 8 }\n",
+                  "search hebo\ntrials { num_samples = 64, max_concurrent = 32 }\nslurm { nodes = 4, cpus_per_node = 8 }\n",
+                  "search hebo { points_to_evaluate = [%s] }\ntrials { num_samples = 64 }\n"
+                  "slurm { cpus_per_node = 12 }\n" % points,
+                  "search optuna\ntrials { num_samples = 64 }\nslurm { nodes = 4, cpus_per_node = 8 }\n"):
+        assert not warnings(HEBO + quiet), quiet
+
+
+def test_the_checked_hebo_limit_is_rays_default() -> None:
+    """The compiler never imports Ray: its HEBO limit is a constant, pinned here to the
+    default of Ray's HEBOSearch, so a Ray that changes it fails this test."""
+    import inspect
+
+    hebo = pytest.importorskip("ray.tune.search.hebo")
+    from hpoc.compiler.tables import HEBO_MAX_CONCURRENT
+
+    assert inspect.signature(hebo.HEBOSearch).parameters["max_concurrent"].default == HEBO_MAX_CONCURRENT
+
+
 def test_the_checked_driver_cpus_are_the_runtime_s() -> None:
     from hpoc.compiler.tables import TRIAL_DRIVER_CPU
     from hpoc.runtime.session import DRIVER_CPU

@@ -168,17 +168,29 @@ def _trial_fits(ch: Checker, out: dict[str, Any], s: dict[str, Any], driver: flo
             by_cpus = math.floor(nodes * cpn / (workers * cpw + driver) + 1e-9)  # trials, all their CPUs
             if not _idle_nodes(ch, out, s, min(by_cpus, per_node * nodes // workers)):
                 cpu_held = min(by_cpu * nodes // workers, by_cpus)
-                if not _idle_gpus(ch, out, s, cpu_held, by_gpu * nodes // workers, driver):
-                    _unshared_gpus(ch, out, s, cpu_held, by_gpu * nodes // workers)
+                gpu_held = by_gpu * nodes // workers
+                if not _idle_gpus(ch, out, s, cpu_held, gpu_held, driver) \
+                        and not _idle_cpus(ch, out, s, by_cpu, by_gpu, driver):
+                    _unshared_gpus(ch, out, s, cpu_held, gpu_held)
+
+
+HEBO = "hebo"  # the `limit` of `_at_once` that is HEBO's own, not a setting of the study
 
 
 def _at_once(out: dict[str, Any], s: dict[str, Any]) -> tuple[int, str, str]:
-    """(the trials a job may run at once by `max_concurrent` and the trials there are, the
-    setting that bounds them, that bound as said)."""
+    """(the trials a job may run at once by `max_concurrent` (else HEBO's own limit) and the
+    trials there are, the setting that bounds them, that bound as said)."""
     shards = (s.get("array") or {}).get("shards") or 1
     # A shard's: each runs on nodes of its own; Optuna's shards share the budget, a fast one takes more
     trials = total_trials(out) if out["search"]["algorithm"] == "optuna" else math.ceil(total_trials(out) / shards)
     cap = out["trials"]["max_concurrent"]
+    if cap is None and out["search"]["algorithm"] == "hebo":
+        # Ray's HEBOSearch hands out its points_to_evaluate first, all of them, then 8 at a time;
+        # a shard's searcher has every `shards`-th point (hpoc/runtime/search.py search_cap)
+        points = (out["search"].get("options") or {}).get("points_to_evaluate") or []
+        own = max(T.HEBO_MAX_CONCURRENT, len(points[::shards]))
+        if own < trials:
+            return own, HEBO, "HEBO's own limit without `max_concurrent`"
     limit = "max_concurrent" if cap is not None and cap < trials else "num_samples"
     return min(trials, cap or trials), limit, \
         f"`{limit}`" + (f" over {shards} shards" if limit == "num_samples" and shards > 1 else "")
@@ -198,7 +210,8 @@ def _idle_nodes(ch: Checker, out: dict[str, Any], s: dict[str, Any], held: int) 
     ch.warn(WARN_RESOURCES, f"the job holds {nodes} nodes, but at most {at_once} trial{'s' * (at_once > 1)} of "
                             f"{workers} worker{'s' * (workers > 1)} run{'s' * (at_once == 1)} at once ({why}): "
                             f"{nodes - busy} node{'s sit' if nodes - busy > 1 else ' sits'} idle for the whole job",
-            ch.spans.get("slurm.nodes"), help=f"lower `slurm.nodes` to {busy}, or raise `{limit}`")  # fmt: skip
+            ch.spans.get("slurm.nodes"), help=f"lower `slurm.nodes` to {busy}, or "
+                                              + (_more(limit, held) if limit == HEBO else f"raise `{limit}`"))  # fmt: skip
     return True
 
 
@@ -229,13 +242,53 @@ def _idle_gpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], cpu_held: in
         need = math.ceil(max(math.ceil(more * workers / nodes) * cpw, more * (workers * cpw + driver) / nodes) - 1e-9)
         instead = f"raise `slurm.cpus_per_node` to {need}" + _fewer_cpus(more, workers, cpw, nodes, cpn, driver)
     else:
-        instead = f"raise `{limit}`" + (f" to {gpu_held}" if limit == "max_concurrent" else "")
+        instead = _more(limit, gpu_held)
     each = fmt_number(workers * gpw)
     ch.warn(WARN_RESOURCES, f"the job holds {nodes * gpn} GPUs ({nodes} node{'s' * (nodes > 1)} × {gpn}), but at most "
                             f"{at_once} trial{'s' * (at_once > 1)} of {each} GPU{'s' * (each != '1')} "
                             f"run{'s' * (at_once == 1)} at once ({why}): {idle} GPU{'s sit' if idle > 1 else ' sits'} "
                             "idle for the whole job", ch.spans.get("slurm.gpus_per_node"),
             help=f"lower `slurm.gpus_per_node` to {fit}, or {instead}")  # fmt: skip
+    return True
+
+
+def _more(limit: str, to: int) -> str:
+    """The help that runs `to` trials at once where `limit` bounds them to fewer."""
+    if limit == HEBO:  # batch BO: a batch of `to` suggestions from the results so far, said neutrally
+        return (f"set `max_concurrent = {to}` (HEBO then suggests {to} trials at a time: more at once, "
+                "each batch chosen from fewer results)")
+    return f"raise `{limit}`" + (f" to {to}" if limit == "max_concurrent" else "")
+
+
+def _idle_cpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], by_cpu: int, by_gpu: int,
+               driver: float) -> bool:
+    """CPUs that HEBO's own limit leaves unused (`search hebo` without `max_concurrent` runs 8
+    trials at once on 32 CPUs), where no node or GPU is wholly idle (said as those). A
+    `max_concurrent` of the study's own is its choice. `by_cpu`, `by_gpu`: the workers a node
+    holds by its CPUs, by its GPUs."""
+    r = out["resources"]
+    workers, cpw = r["workers"], r["cpus_per_worker"]
+    nodes, cpn = s["nodes"], s["cpus_per_node"]
+    if "trials.num_samples" in ch.invalid:
+        return False
+    at_once, limit, why = _at_once(out, s)
+    cpus = workers * cpw + driver  # one trial's
+
+    def held(n: int) -> int:  # trials `n` of the nodes hold at once
+        return min(by_cpu * n // workers, by_gpu * n // workers, math.floor(n * cpn / cpus + 1e-9))
+
+    idle = math.floor(nodes * cpn - at_once * cpus + 1e-9)
+    if limit != HEBO or at_once >= held(nodes) or idle < 1:
+        return False
+    fewer = next(n for n in range(1, nodes + 1) if held(n) >= at_once)
+    need = math.ceil(max(math.ceil(at_once * workers / nodes) * cpw, at_once * cpus / nodes) - 1e-9)
+    lower = f"lower `slurm.nodes` to {fewer}" if fewer < nodes else f"lower `slurm.cpus_per_node` to {need}"
+    each = fmt_number(workers * cpw)
+    ch.warn(WARN_RESOURCES, f"the job holds {fmt_number(nodes * cpn)} CPUs ({nodes} node{'s' * (nodes > 1)} × "
+                            f"{fmt_number(cpn)}), but at most {at_once} trials of {each} CPU{'s' * (each != '1')} run "
+                            f"at once ({why}): {idle} CPU{'s sit' if idle > 1 else ' sits'} idle for the whole job",
+            ch.spans.get("slurm.cpus_per_node") or ch.spans.get("slurm.nodes"),
+            help=f"{lower}, or {_more(limit, held(nodes))}")  # fmt: skip
     return True
 
 

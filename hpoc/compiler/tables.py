@@ -159,6 +159,9 @@ SEARCHERS: dict[str, dict[str, F]] = {
         "points_to_evaluate": _POINTS,
     },
 }
+# Trials Ray's HEBOSearch runs at once unless `max_concurrent` is set (its own default,
+# read from Ray's signature by the runtime: hpoc/runtime/search.py search_cap).
+HEBO_MAX_CONCURRENT = 8
 # What each searcher can explore (Ray's convert_search_space in ray/tune/search/*).
 CAN_CONDITION = ("random", "grid", "optuna")  # grid and random: hpoc's own sampler
 CAN_GRID = ("random", "grid")

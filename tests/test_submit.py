@@ -1549,3 +1549,17 @@ def test_an_hpoc_submit_job_says_where_the_trials_progress_goes(tmp_path):
                              check=True).stdout
     assert out == (f"hpoc: shard 1: the trials' progress goes to {err}; "
                    f"follow the study with: hpoc status '{build}'\n")
+
+
+def test_a_controller_that_does_not_answer_is_asked_once_before_a_submission(tmp_path, monkeypatch):
+    """squeue hanging (a busy controller): `hpoc submit` waited out its 30 s timeout twice,
+    once for hpoc's own jobs and again for job.sbatch's, before it submitted anyway."""
+    import hpoc.submit as submit_mod
+    from hpoc.plan import load
+
+    spec = write_study(tmp_path / "s", "slow")
+    target = submit_mod.load_target(spec, tmp_path / "build")
+    target.write()
+    fake_squeue(monkeypatch, tmp_path / "bin", [], fails="squeue: error: slurm_load_jobs: Socket timed out")
+    assert submit_mod.active_jobs(load(target.plan_path)) == []
+    assert len((tmp_path / "bin" / "asked").read_text().splitlines()) == 1

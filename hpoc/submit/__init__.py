@@ -219,8 +219,9 @@ def active_jobs(plan: dict[str, Any]) -> list[str]:
     # Completing jobs are on their way out (their Ray stops); everything else counts.
     mine = job_comment(plan)
     rows = ask_squeue("%i|%k", "-t", "PD,R,S,CF,RQ,RH,RF,RS,SI,SO,ST")
-    found = [line.split("|", 1)[0] for line in (rows if isinstance(rows, list) else ())
-             if line.partition("|")[2].strip() == mine]
+    if isinstance(rows, str):  # no answer (a hung controller): not waited for twice
+        return []
+    found = [line.split("|", 1)[0] for line in rows if line.partition("|")[2].strip() == mine]
     return found + [j for j in _sbatched(plan) if j not in found]
 
 

@@ -237,8 +237,9 @@ def _sbatched(plan: dict[str, Any]) -> list[str]:
     jobs = [j for j in jobs if Path(j["script"]).name == "job.sbatch"]
     ids: list[str] = []
     for shard in range(plan["shards"]["count"]) if jobs else ():
-        ids += [j["job_id"] for j in experiment_jobs(plan, shard, jobs) if j["job_id"] not in ids]
-    return ids
+        # an array once (squeue -r lists each task): `scancel 77` stops its tasks
+        ids += [j["job_id"].split("_")[0] for j in experiment_jobs(plan, shard, jobs)]
+    return sorted(set(ids), key=ids.index)
 
 
 # ---------------------------------------------------------------- sending

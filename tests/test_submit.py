@@ -1582,3 +1582,23 @@ def test_a_sbatched_array_is_named_once_when_it_holds_a_submission_back(tmp_path
     sub = submit_mod.prepare(plan, str(found.plan_path), "slurm")
     with pytest.raises(SubmitError, match=r"already has job\(s\) 77, 80 queued or running"):
         submit_mod.send(plan, sub, build=found)
+
+
+def test_a_sbatched_array_is_read_once_however_many_shards_the_study_has(tmp_path, monkeypatch):
+    """Each shard looked at every queued job again, reading its build's plan.json anew:
+    256 shards against a sbatch'd array of 256 tasks took 2.7 s on a local disk before
+    `hpoc submit` went on (quadratic; a shared filesystem's metadata is slower still)."""
+    import hpoc.submit as submit_mod
+    import hpoc.submit.queue as queue
+    from hpoc.plan import load
+
+    spec = write_study(tmp_path / "s", "wide", shards=8, parallel=8, num_samples=8)
+    other = submit_mod.load_target(spec, tmp_path / "sbatched")
+    other.write()
+    script = other.plan_path.parent / "job.sbatch"
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"77_{k}|PENDING|0:00||None|{k}|{script}" for k in range(8)])
+    reads = []
+    plan_of = queue._plan_of
+    monkeypatch.setattr(queue, "_plan_of", lambda build: reads.append(build) or plan_of(build))
+    assert submit_mod.active_jobs(load(other.plan_path)) == ["77"]
+    assert reads == [other.plan_path.parent]

@@ -229,16 +229,14 @@ def _sbatched(plan: dict[str, Any]) -> list[str]:
     """Ids of jobs that `sbatch job.sbatch` sent from any build directory of this study's
     storage: they carry no hpoc comment, and a submission beside them would stop on the
     node against their run lock."""
-    from hpoc.submit.queue import experiment_jobs, queued_jobs
+    from hpoc.submit.queue import queued_jobs, study_jobs
 
     jobs = queued_jobs()
     if isinstance(jobs, str):  # squeue not answering: the run lock still guards each shard
         return []
     jobs = [j for j in jobs if Path(j["script"]).name == "job.sbatch"]
-    ids: list[str] = []
-    for shard in range(plan["shards"]["count"]) if jobs else ():
-        # an array once (squeue -r lists each task): `scancel 77` stops its tasks
-        ids += [j["job_id"].split("_")[0] for j in experiment_jobs(plan, shard, jobs)]
+    # an array once (squeue -r lists each task): `scancel 77` stops its tasks
+    ids = [j["job_id"].split("_")[0] for j in study_jobs(plan, jobs)] if jobs else []
     return sorted(set(ids), key=ids.index)
 
 

@@ -3794,3 +3794,25 @@ def test_a_trainers_create_optimizer_a_deepspeed_configs_optimizer_replaces_is_w
     assert _ds_diagnostics(tmp_path, '{"optimizer": {"type": "AdamW", "params": {"lr": "auto"}}}') == []
     (tmp_path / "trainer.py").write_text(own_trainer(), encoding="utf-8")  # hpoc's default optimizer
     assert _ds_diagnostics(tmp_path, '{"optimizer": {"type": "AdamW", "params": {"lr": 0.001}}}') == []
+
+
+def test_a_module_the_parser_warns_of_is_checked_without_printing_its_warnings(tmp_path) -> None:
+    """`re.compile("\\d+")` in the trainer: the check printed the parser's own warning
+    (SyntaxWarning from Python 3.12, a DeprecationWarning before), which only compile() was
+    kept from printing; and with warnings as errors (-W error) it called the module's valid
+    code a syntax error."""
+    (tmp_path / "trainer.py").write_text('import re\nimport hpoc\nDIGITS = re.compile("\\d+")\n'
+                                         "class T(hpoc.Trainer):\n    pass\n")
+    import warnings as py_warnings  # `warnings` here is hpo_util's
+
+    from hpoc.compiler import pysource
+
+    pysource._parse.cache_clear()  # parsed anew under each filter
+    with py_warnings.catch_warnings():
+        py_warnings.simplefilter("error")
+        assert [d.code for d in diagnostics(BASE, str(tmp_path)) if d.code == "HP803"] == []
+    pysource._parse.cache_clear()
+    with py_warnings.catch_warnings(record=True) as said:
+        py_warnings.simplefilter("always")
+        diagnostics(BASE, str(tmp_path))
+    assert [str(w.message) for w in said if w.filename.endswith("trainer.py")] == []

@@ -1874,6 +1874,28 @@ def test_an_sbatch_job_slurm_forgot_is_found_by_its_log(tmp_path, capsys, monkey
     assert code == 2 and "job 96: not found" in err
 
 
+def test_a_forgotten_job_id_two_builds_have_logs_of_is_not_guessed(tmp_path, capsys, monkeypatch):
+    """Job ids restart on another cluster (or after a controller reinstall): two builds here
+    each held a `<study>-950.err`, and `hpoc status 950` showed the first one by name."""
+    from submit_support import fake_squeue
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("alpha", "beta"):
+        build = tmp_path / "build" / name
+        write_plan(build, make_plan(tmp_path / "results", name))
+        (build / "job.sbatch").write_text("#!/bin/bash\n")
+        (build / f"{name}-950.err").write_text("")
+    fake_squeue(monkeypatch, tmp_path / "bin", [])
+    (tmp_path / "bin" / "scontrol").write_text("#!/bin/sh\necho 'slurm_load_jobs error: Invalid job id "
+                                               "specified' >&2\nexit 1\n")
+    (tmp_path / "bin" / "scontrol").chmod(0o755)
+    monkeypatch.chdir(tmp_path / "build")
+    code, out, err = status(capsys, "950")
+    assert code == 2 and out == "", out
+    assert ("job 950: the logs of several builds name it (alpha, beta); pass the study's build "
+            "directory instead") in err, err
+
+
 def test_a_study_directory_after_its_run_is_read_through_its_spec(tmp_path, capsys, monkeypatch):
     """`hpoc status` beside study.hpo read results/tiny without the plan ("budget unknown"),
     while before the run it read the spec; an edited spec that names another storage

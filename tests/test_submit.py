@@ -1549,3 +1549,56 @@ def test_an_hpoc_submit_job_says_where_the_trials_progress_goes(tmp_path):
                              check=True).stdout
     assert out == (f"hpoc: shard 1: the trials' progress goes to {err}; "
                    f"follow the study with: hpoc status '{build}'\n")
+
+
+def test_a_controller_that_does_not_answer_is_asked_once_before_a_submission(tmp_path, monkeypatch):
+    """squeue hanging (a busy controller): `hpoc submit` waited out its 30 s timeout twice,
+    once for hpoc's own jobs and again for job.sbatch's, before it submitted anyway."""
+    import hpoc.submit as submit_mod
+    from hpoc.plan import load
+
+    spec = write_study(tmp_path / "s", "slow")
+    target = submit_mod.load_target(spec, tmp_path / "build")
+    target.write()
+    fake_squeue(monkeypatch, tmp_path / "bin", [], fails="squeue: error: slurm_load_jobs: Socket timed out")
+    assert submit_mod.active_jobs(load(target.plan_path)) == []
+    assert len((tmp_path / "bin" / "asked").read_text().splitlines()) == 1
+
+
+def test_a_sbatched_array_is_named_once_when_it_holds_a_submission_back(tmp_path, monkeypatch):
+    """`sbatch job.sbatch` of a study of 64 shards: squeue lists each task, and the refusal
+    named every one ("job(s) 77_0, 77_1, ... 77_63"); `scancel 77` stops them all."""
+    import hpoc.submit as submit_mod
+    from hpoc.plan import load
+
+    spec = write_study(tmp_path / "s", "wide", shards=3, parallel=3)
+    other = submit_mod.load_target(spec, tmp_path / "sbatched")
+    other.write()
+    found = submit_mod.load_target(spec, tmp_path / "build")
+    plan = load(other.plan_path)
+    script = other.plan_path.parent / "job.sbatch"
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"77_{k}|PENDING|0:00||None|{k}|{script}" for k in range(3)]
+                + [f"80_1|RUNNING|0:10|n1|None|1|{script}"])
+    sub = submit_mod.prepare(plan, str(found.plan_path), "slurm")
+    with pytest.raises(SubmitError, match=r"already has job\(s\) 77, 80 queued or running"):
+        submit_mod.send(plan, sub, build=found)
+
+
+def test_a_sbatched_array_is_read_once_however_many_shards_the_study_has(tmp_path, monkeypatch):
+    """Each shard looked at every queued job again, reading its build's plan.json anew:
+    256 shards against a sbatch'd array of 256 tasks took 2.7 s on a local disk before
+    `hpoc submit` went on (quadratic; a shared filesystem's metadata is slower still)."""
+    import hpoc.submit as submit_mod
+    import hpoc.submit.queue as queue
+    from hpoc.plan import load
+
+    spec = write_study(tmp_path / "s", "wide", shards=8, parallel=8, num_samples=8)
+    other = submit_mod.load_target(spec, tmp_path / "sbatched")
+    other.write()
+    script = other.plan_path.parent / "job.sbatch"
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"77_{k}|PENDING|0:00||None|{k}|{script}" for k in range(8)])
+    reads = []
+    plan_of = queue._plan_of
+    monkeypatch.setattr(queue, "_plan_of", lambda build: reads.append(build) or plan_of(build))
+    assert submit_mod.active_jobs(load(other.plan_path)) == ["77"]
+    assert reads == [other.plan_path.parent]

@@ -161,11 +161,18 @@ def plan_of_job(job_id: str) -> Path | None:
             return jobs_file.parent / "plan.json"
     # `sbatch BUILD/job.sbatch` keeps no records: its .err, named after the job (an array's
     # tasks after JOBID_TASK), lies beside plan.json in a build here or one level down.
+    # Job ids restart on another cluster: logs of the id in two builds are not guessed between.
+    builds: list[Path] = []
     for pattern in (f"*-{job_id}.err", f"*-{job_id}_*.err"):
         for err in sorted(Path(".").glob(pattern)) + sorted(Path(".").glob("*/" + pattern)):
             if (err.parent / "job.sbatch").is_file() and (err.parent / "plan.json").is_file():
-                return err.parent / "plan.json"
-    return None
+                builds += [err.parent] if err.parent not in builds else []
+    if len(builds) > 1:
+        from hpoc.errors import HpocError
+
+        raise HpocError(f"job {job_id}: the logs of several builds name it "
+                        f"({', '.join(str(b) for b in builds)}); pass the study's build directory instead")
+    return builds[0] / "plan.json" if builds else None
 
 
 def _edited_spec(plan: dict[str, Any] | None, build_dir: Path | None) -> str | None:

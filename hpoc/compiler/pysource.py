@@ -186,11 +186,13 @@ def _parse(text: str, path: str) -> ast.Module | SyntaxError | None:
     # reports, the config keys it reads) and a module may hold several steps; keyed by the
     # text, an edited module is parsed anew. Callers only read the tree.
     try:
-        tree = ast.parse(text, path)
-        # What only the compiler refuses (an import above `from __future__`, a `return`
-        # outside a function) parses, and fails at import on the node all the same.
-        with warnings.catch_warnings():  # the module's SyntaxWarnings are not the check's to print
+        # The module's warnings (the parser's invalid escape, the compiler's `is` with a
+        # literal) are not the check's to print, nor errors under `-W error`.
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            tree = ast.parse(text, path)
+            # What only the compiler refuses (an import above `from __future__`, a `return`
+            # outside a function) parses, and fails at import on the node all the same.
             compile(tree, path, "exec", dont_inherit=True)
         return tree
     except SyntaxError as exc:

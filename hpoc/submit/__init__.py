@@ -219,8 +219,9 @@ def active_jobs(plan: dict[str, Any]) -> list[str]:
     # Completing jobs are on their way out (their Ray stops); everything else counts.
     mine = job_comment(plan)
     rows = ask_squeue("%i|%k", "-t", "PD,R,S,CF,RQ,RH,RF,RS,SI,SO,ST")
-    found = [line.split("|", 1)[0] for line in (rows if isinstance(rows, list) else ())
-             if line.partition("|")[2].strip() == mine]
+    if isinstance(rows, str):  # no answer (a hung controller): not waited for twice
+        return []
+    found = [line.split("|", 1)[0] for line in rows if line.partition("|")[2].strip() == mine]
     return found + [j for j in _sbatched(plan) if j not in found]
 
 
@@ -228,16 +229,15 @@ def _sbatched(plan: dict[str, Any]) -> list[str]:
     """Ids of jobs that `sbatch job.sbatch` sent from any build directory of this study's
     storage: they carry no hpoc comment, and a submission beside them would stop on the
     node against their run lock."""
-    from hpoc.submit.queue import experiment_jobs, queued_jobs
+    from hpoc.submit.queue import queued_jobs, study_jobs
 
     jobs = queued_jobs()
     if isinstance(jobs, str):  # squeue not answering: the run lock still guards each shard
         return []
     jobs = [j for j in jobs if Path(j["script"]).name == "job.sbatch"]
-    ids: list[str] = []
-    for shard in range(plan["shards"]["count"]) if jobs else ():
-        ids += [j["job_id"] for j in experiment_jobs(plan, shard, jobs) if j["job_id"] not in ids]
-    return ids
+    # an array once (squeue -r lists each task): `scancel 77` stops its tasks
+    ids = [j["job_id"].split("_")[0] for j in study_jobs(plan, jobs)] if jobs else []
+    return sorted(set(ids), key=ids.index)
 
 
 # ---------------------------------------------------------------- sending

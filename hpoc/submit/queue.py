@@ -120,15 +120,29 @@ def experiment_jobs(plan: dict[str, Any], shard: int,
     task (job.sbatch) or jobs.json (`hpoc submit`) which shard. This very job never counts."""
     from hpoc.runtime.shards import experiment_dir
 
-    target = experiment_dir(plan, shard).resolve()
+    if jobs is None:  # squeue not answering tells nothing: the run lock guards the experiment still
+        answer = queued_jobs(timeout=LOCAL_CHECK_S)
+        jobs = answer if isinstance(answer, list) else []
+    return _running({experiment_dir(plan, shard).resolve()}, jobs)
+
+
+def study_jobs(plan: dict[str, Any], jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of `jobs`, those that will run any shard of `plan`'s study: each job looked at once,
+    each build's plan read once, however many shards (not experiment_jobs() per shard)."""
+    from hpoc.runtime.shards import experiment_dir
+
+    return _running({experiment_dir(plan, k).resolve() for k in range(plan["shards"]["count"])}, jobs)
+
+
+def _running(targets: set[Path], jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of `jobs`, those queued or running that will run in one of the experiment dirs `targets`."""
+    from hpoc.runtime.shards import experiment_dir
+
     me = {os.environ.get("SLURM_JOB_ID"),
           f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"}
     plans: dict[Path, dict[str, Any] | None] = {}
     sent: dict[Path, dict[str, int]] = {}  # jobs.json of each build, read once
     found = []
-    if jobs is None:  # squeue not answering tells nothing: the run lock guards the experiment still
-        answer = queued_jobs(timeout=LOCAL_CHECK_S)
-        jobs = answer if isinstance(answer, list) else []
     for job in jobs:
         if job["state"] in DONE_SOON or job["job_id"] in me:
             continue
@@ -138,7 +152,7 @@ def experiment_jobs(plan: dict[str, Any], shard: int,
         if build not in plans:
             plans[build] = _plan_of(build)
         other = plans[build]
-        if other is not None and any(experiment_dir(other, k).resolve() == target
+        if other is not None and any(experiment_dir(other, k).resolve() in targets
                                      for k in _shards_of(job, build, other, sent)):
             found.append(job)
     return found

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     add_retry_arguments(parser)
     parser.add_argument("--before-ray", action="store_true",
                         help="only say whether the shard has anything to do (exit 0), ran to the "
-                             "end (3), is run by another driver (4) or ran and failed (5); see "
+                             "end (3), is run by another driver (4), ran and failed (5), or "
+                             "cannot start here: no Ray (6), no writable storage (7); see "
                              "hpoc/runtime/before.py")
     parser.add_argument("--claim", type=int, metavar="PID",
                         help="with --before-ray: on exit 0, hold the shard's run lock for this "

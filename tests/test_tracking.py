@@ -29,6 +29,7 @@ def fresh_warnings():
     yield
     tracking._warned.clear()
     tracking._gone.clear()
+    tracking._open_sinks.clear()  # a test's tracker left open is not sent to at pytest's exit
 
 
 def plan_with(tmp_path: Path, *loggers: dict, name: str = "demo") -> dict:
@@ -957,6 +958,95 @@ def test_a_server_that_hangs_mid_trial_does_not_hold_training(tmp_path, monkeypa
     while len(_sending_threads()) > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(_sending_threads()) == before
+
+
+def _stop_rank(monkeypatch) -> tuple[float, list]:
+    """A warm group's rank stopped by SIGTERM (rank_term's watch, without a raylet: a
+    `kill`'s): the seconds its stop took, and the exit codes it ended with."""
+    import signal
+
+    from hpoc.runtime import output, rank_term
+
+    exits: list = []
+    monkeypatch.setattr(output, "_real_exit", exits.append)
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, bytes([signal.SIGTERM]))
+    started = time.monotonic()
+    rank_term._watch(read_fd, None)
+    os.close(read_fd)
+    os.close(write_fd)
+    return time.monotonic() - started, exits
+
+
+def test_metrics_waiting_for_the_server_are_sent_when_a_rank_is_stopped(tmp_path, monkeypatch):
+    """A node stopped at the time limit (SLURM's SIGTERM) ended the trial's process without
+    closing its logger: the metrics still waiting for the server, the last epoch's, were
+    lost. The stop sends them first (at_stop), within its 2 s."""
+    import mlflow.tracking  # noqa: F401
+
+    gate, asked = _gate(), []
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        gate["next_batch_s"] = 0.5  # the first epoch's send is slow: the next ones wait
+        for epoch in range(3):
+            tracker.log_metrics({"val_loss": 1.0 / (epoch + 1)}, step=epoch)
+        assert [m["step"] for m in gate.get("metrics", [])] != [0, 1, 2]  # still waiting
+        took, exits = _stop_rank(monkeypatch)
+        assert exits and exits[0] == 143 and took < 2.0, (took, exits)
+        assert [m["step"] for m in gate["metrics"]] == [0, 1, 2]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_rank_stopped_while_its_server_hangs_still_ends_in_time(tmp_path, monkeypatch):
+    """The stop's sends wait 2 s at most: a hung server does not hold the process's end
+    (MLflow's client would wait 120 s a try), nor does a second stop path wait again."""
+    from hpoc.runtime import at_stop
+
+    with _hanging_server(tmp_path, monkeypatch, "30") as (plan, gate):
+        tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0, parent_run_id="0123")
+        time.sleep(0.2)  # its params sent
+        gate["stalled"].set()
+        tracker.log_metrics({"val_loss": 1.0}, step=0)
+        took, exits = _stop_rank(monkeypatch)
+        assert exits == [143] and 1.5 < took < 3.0, (took, exits)
+        started = time.monotonic()
+        at_stop.run()  # atexit's, after the rank's own
+        assert time.monotonic() - started < 0.1
+
+
+def test_metrics_waiting_for_the_server_are_sent_when_ray_stops_a_trial(tmp_path):
+    """Ray's own SIGTERM handler in a trial's worker raises SystemExit, and the process
+    ends with its atexit handlers: the metrics still waiting for the server were lost."""
+    import mlflow.tracking  # noqa: F401
+
+    gate, asked = _gate(), []
+    server = _rest_server(asked, gate=gate)
+    try:
+        plan = plan_with(tmp_path, mlflow_logger(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}"))
+        script = (
+            "import json, os, signal, sys, time\n"
+            "from hpoc.runtime.tracking import open_loggers\n"
+            "signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))  # as Ray's worker does\n"
+            "tracker = open_loggers(json.loads(sys.argv[1]), 't00000_abc', {'lr': 0.1}, rank=0,\n"
+            "                       parent_run_id='0123')\n"
+            "time.sleep(0.2)\n"
+            "for epoch in range(3):\n"
+            "    tracker.log_metrics({'val_loss': 1.0 / (epoch + 1)}, step=epoch)\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"
+            "time.sleep(30)\n")
+        gate["batch_s"] = 0.3  # each send slow: the later epochs wait
+        env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+        done = subprocess.run([sys.executable, "-c", script, json.dumps(plan)], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, done.stderr
+        assert [m["step"] for m in gate["metrics"]] == [0, 1, 2], done.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_send_that_ends_while_the_server_is_probed_does_not_mark_it_gone(tmp_path, monkeypatch, caplog):

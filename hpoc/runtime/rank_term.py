@@ -24,8 +24,9 @@ import select
 import signal
 import socket
 import threading
+import time
 
-from hpoc.runtime import output
+from hpoc.runtime import at_stop, output
 
 # How long a SIGTERM waits for the raylet's hangup before it is taken for a `kill`'s: a
 # `kill` ends a rank that much later; a slower raylet (a loaded node) still leaves a file.
@@ -87,9 +88,12 @@ def _hung_up(conn: socket.socket, timeout: float) -> bool:
 def _watch(read_fd: int, raylet: socket.socket | None) -> None:
     while signal.SIGTERM not in os.read(read_fd, 64):
         pass
-    if raylet is not None and output.recording():
-        aside = output.set_aside_rank_crashes()  # now: Ray's worker exits right at the hangup
-        if _hung_up(raylet, RAY_HANGUP_S):
+    start = time.monotonic()
+    # now: Ray's worker exits right at the hangup
+    aside = output.set_aside_rank_crashes() if raylet is not None and output.recording() else None
+    at_stop.run(RAY_HANGUP_S)  # the trial's last sends (its metrics), within the hangup's wait
+    if aside is not None:
+        if _hung_up(raylet, max(0.0, start + RAY_HANGUP_S - time.monotonic())):
             output._real_exit(128 + signal.SIGTERM)  # Ray ends this worker: no crash of the trial's
         output.put_back(aside)
     from hpoc.runtime.crash import SIGTERM_HEADER

@@ -14,7 +14,8 @@ fails is switched off with one warning (per backend and process) and training go
 MLflow: one parent run per study (tag `hpoc.study_key` = the plan's hash), one nested child
 run per trial (tag `hpoc.trial`), params and per-epoch metrics; by default a local file
 store at `<storage.path>/<storage.name>/mlruns`. A server is sent to off the training thread
-(`tracking_send`): one that dies mid-trial costs the trial a probe, not MLflow's retries.
+(`tracking_send`): one that dies mid-trial costs the trial a probe, not MLflow's retries;
+the metrics still waiting for it are sent, 2 s at most, as the process stops (`at_stop`).
 TensorBoard: one event-file directory per trial under `<storage.path>/<storage.name>/tensorboard/`
 (or the logger's tracking_uri).
 A trial that resumes from its checkpoint continues its run (or folder) and leaves out the
@@ -33,10 +34,11 @@ import os
 import re
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from hpoc.runtime import tracking_send
+from hpoc.runtime import at_stop, tracking_send
 
 log = logging.getLogger("hpoc.tracking")
 _warned: set[str] = set()
@@ -567,6 +569,9 @@ class _MlflowSink:
             if isinstance(getattr(self.send, "error", None), tracking_send.Gone):
                 _found_gone(uri, self.stalled_why)
             raise
+        if _is_server(uri):
+            _open_sinks.add(self)
+            at_stop.register(_send_waiting)
 
     def _start(self, plan: Mapping[str, Any], trial_name: str, trial_index: int | None,
                exp_id: str, parent_run_id: str | None) -> None:
@@ -603,6 +608,7 @@ class _MlflowSink:
         """A call failed (after MLflow's retries) or stalled: nothing more is sent, and a
         server that does not answer a probe now is not asked by this process's later
         trials (`_first_answer`)."""
+        _open_sinks.discard(self)
         self.send.stop()
         if _is_server(self.uri) and _gone.get(_without_password(self.uri), ("", 0.0))[1] <= time.monotonic():
             if isinstance(getattr(self.send, "error", None), tracking_send.Gone):
@@ -738,11 +744,11 @@ class _MlflowSink:
     def flush(self) -> None:
         if not self.pending:
             return
-        with self.outbox_lock:
-            self.outbox += self.pending
+        with self.outbox_lock:  # pending too: `send_waiting` takes it from another thread
+            pending, self.pending = self.pending, []
+            self.outbox += pending
             queued, self.outbox_queued = self.outbox_queued, True
             full = len(self.outbox) >= self.OUTBOX_MAX
-        self.pending = []
         if not queued:
             self.send.put(self._send_outbox)
         elif full:  # a server that slow: the trial waits for it, as it did for each send
@@ -759,10 +765,20 @@ class _MlflowSink:
         for i in range(0, len(metrics), 1000):  # MLflow's per-call limit
             self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
 
+    def send_waiting(self, timeout_s: float) -> bool:
+        """The process stops (at_stop: a SIGTERM): send the metrics still waiting, after what
+        is queued, within `timeout_s` (the last epoch's, before a time limit); never raises.
+        False when they were not sent by then (a hung server: the process exits anyway)."""
+        with self.outbox_lock:
+            pending, self.pending = self.pending, []
+            self.outbox += pending
+            self.outbox_queued = True  # the send below takes what a queued one would
+        return self.send.flush(timeout_s, self._send_outbox)
+
     def close(self, status: str) -> None:
         with self.outbox_lock:
-            self.outbox += self.pending
-        self.pending = []
+            pending, self.pending = self.pending, []
+            self.outbox += pending
 
         def end() -> None:
             try:
@@ -770,8 +786,11 @@ class _MlflowSink:
             finally:
                 self.client.set_terminated(self.run_id, status)
 
-        self.send.put(end)
-        self.send.drain()
+        try:
+            self.send.put(end)
+            self.send.drain()
+        finally:
+            _open_sinks.discard(self)
 
 
 # ------------------------------------------------------------------ TensorBoard
@@ -923,6 +942,17 @@ class _TensorBoardSink:
 
 
 _SINKS = {"mlflow": _MlflowSink, "tensorboard": _TensorBoardSink}
+
+# The MLflow sinks of this process that send to a server and are not closed: a SIGTERM ends
+# the process without closing them, and the metrics still waiting were lost (at_stop).
+_open_sinks: "weakref.WeakSet[_MlflowSink]" = weakref.WeakSet()
+
+
+def _send_waiting(timeout_s: float) -> None:
+    """at_stop's hook: each open sink's waiting metrics sent, within `timeout_s` together."""
+    deadline = time.monotonic() + timeout_s
+    for sink in list(_open_sinks):
+        sink.send_waiting(max(0.0, deadline - time.monotonic()))
 
 
 # ------------------------------------------------------------------ the tracker

@@ -42,6 +42,10 @@ class Inline:
     def drain(self) -> None:
         pass
 
+    def flush(self, timeout_s: float, last: Callable[[], Any]) -> bool:
+        last()
+        return True
+
     def stop(self) -> None:
         pass
 
@@ -57,7 +61,7 @@ class Sender:
         self._since: float | None = None  # when the call in flight started
         self._asked = 0.0  # when the server was last probed
         self._error: BaseException | None = None
-        self._stopped = self._closing = False
+        self._stopped = self._closing = self._ended = False
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
@@ -67,6 +71,7 @@ class Sender:
                 while not self._queue and not (self._stopped or self._closing):
                     self._cond.wait()
                 if self._stopped or not self._queue:
+                    self._ended = True
                     return
                 fn, done = self._queue.popleft()
                 self._since = time.monotonic()
@@ -150,6 +155,24 @@ class Sender:
             self._wait_until(lambda: (not self._queue and self._since is None) or self._error is not None)
             self._check()
         self._thread.join(self._stall_s)
+
+    def flush(self, timeout_s: float, last: Callable[[], Any]) -> bool:
+        """Queue last() and wait `timeout_s` at most for it to be made, after what is queued
+        (the process stops: at_stop). No probe, no error raised, no wait for a full queue:
+        False when it was not made in time."""
+        done: list = []
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            if self._stopped or self._ended:
+                return False
+            self._queue.append((last, done))
+            self._cond.notify_all()
+            while not done and not self._stopped:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return bool(done) and not isinstance(done[0], BaseException)
 
     def stop(self) -> None:
         with self._cond:

@@ -295,13 +295,14 @@ def _idle_cpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], by_cpu: int,
 def _unshared_gpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], cpu_held: int, gpu_held: int) -> None:
     """A fraction of a GPU (`gpus_per_worker = 0.25`) is for trials to share one; where the
     job's CPUs hold fewer trials than the shares (`cpus_per_node` left at its default, room
-    for one trial), each GPU trains one at a time. `max_concurrent` above them is said apart."""
+    for one trial), each GPU trains one at a time. `max_concurrent` above them is said apart
+    (HEBO's own limit is no choice of the study's: the shares it holds are said here)."""
     r = out["resources"]
     gpw, cpw, nodes, cpn = r["gpus_per_worker"], r["cpus_per_worker"], s["nodes"], s["cpus_per_node"]
     wanted, limit, _ = _at_once(out, s)
     more = min(wanted, gpu_held)
-    if not 0 < gpw < 1 or r["workers"] > 1 or limit != "num_samples" or "trials.num_samples" not in ch.spans \
-            or cpu_held >= more or cpu_held >= math.floor(1 / gpw + 1e-9) * nodes:
+    if not 0 < gpw < 1 or r["workers"] > 1 or limit not in ("num_samples", HEBO) \
+            or "trials.num_samples" not in ch.spans or cpu_held >= more or cpu_held >= math.floor(1 / gpw + 1e-9) * nodes:
         return  # (several workers with a fraction: refused, HP501; else each GPU full already)
     default = "slurm.cpus_per_node" not in ch.spans
     per_node = math.ceil(more / nodes)

@@ -1515,6 +1515,14 @@ def test_hebo_trials_sharing_a_gpu_the_cpus_run_one_at_a_time_are_still_warned()
     assert w.message.endswith("not the 8 their shares hold") and w.help.startswith("set `slurm.cpus_per_node = 8`")
 
 
+def test_hebo_with_an_invalid_max_concurrent_is_not_told_it_has_none() -> None:
+    """`max_concurrent = 0` (an error) under `search hebo` was also warned of "HEBO's own limit
+    without `max_concurrent`" and told to set the `max_concurrent` it had just written."""
+    for slurm in ("slurm { cpus_per_node = 32 }", "slurm { nodes = 16 }"):
+        found = diagnostics(HEBO + f"search hebo\ntrials {{ num_samples = 64, max_concurrent = 0 }}\n{slurm}\n")
+        assert [d.code for d in found] == ["HP204"], slurm
+
+
 def test_the_checked_hebo_limit_is_rays_default() -> None:
     """The compiler never imports Ray: its HEBO limit is a constant, pinned here to the
     default of Ray's HEBOSearch, so a Ray that changes it fails this test."""

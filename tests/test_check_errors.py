@@ -1500,6 +1500,29 @@ def test_hebo_without_max_concurrent_on_a_bigger_allocation_is_a_warning() -> No
         assert not warnings(HEBO + quiet), quiet
 
 
+def test_hebo_trials_sharing_a_gpu_the_cpus_run_one_at_a_time_are_still_warned() -> None:
+    """HEBO's own limit of 8 silenced the warning of `gpus_per_worker = 0.25` under the default
+    `cpus_per_node` (room for one trial): `search hebo` trained one trial at a time unwarned."""
+    found = [w for w in warnings(HEBO + "search hebo\ntrials { num_samples = 64 }\n"
+                                 "resources { gpus_per_worker = 0.25 }\nslurm { time = 1h }\n") if w.code == "HP804"]
+    assert [(w.message, w.help) for w in found] == [(
+        "trials of 0.25 GPUs share a GPU, but the job's CPUs hold 1 trial at once (`cpus_per_node` = 1, "
+        "the default: room for one trial): the GPUs train 1 at a time, not the 4 their shares hold",
+        "set `slurm.cpus_per_node = 4` (4 trials of 1 CPU at once)")]
+    # shares past HEBO's 8: room for its 8, not all 10 shares
+    [w] = [w for w in warnings(HEBO + "search hebo\ntrials { num_samples = 64 }\n"
+                               "resources { gpus_per_worker = 0.1 }\nslurm { time = 1h }\n") if w.code == "HP804"]
+    assert w.message.endswith("not the 8 their shares hold") and w.help.startswith("set `slurm.cpus_per_node = 8`")
+
+
+def test_hebo_with_an_invalid_max_concurrent_is_not_told_it_has_none() -> None:
+    """`max_concurrent = 0` (an error) under `search hebo` was also warned of "HEBO's own limit
+    without `max_concurrent`" and told to set the `max_concurrent` it had just written."""
+    for slurm in ("slurm { cpus_per_node = 32 }", "slurm { nodes = 16 }"):
+        found = diagnostics(HEBO + f"search hebo\ntrials {{ num_samples = 64, max_concurrent = 0 }}\n{slurm}\n")
+        assert [d.code for d in found] == ["HP204"], slurm
+
+
 def test_the_checked_hebo_limit_is_rays_default() -> None:
     """The compiler never imports Ray: its HEBO limit is a constant, pinned here to the
     default of Ray's HEBOSearch, so a Ray that changes it fails this test."""

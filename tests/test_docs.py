@@ -136,8 +136,9 @@ def test_the_hpo_examples_parse(doc):
         parse(block, doc)  # raises SpecSyntaxError with the location
 
 
-def test_the_summary_json_example_in_trainer_md_has_the_keys_summary_writes(tmp_path):
+def test_the_summary_json_example_in_trainer_md_has_the_keys_summary_writes(tmp_path, monkeypatch):
     """docs/trainer.md's example lacked `stopped` (top level and per trial) and `retry_cut`."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)  # a job's `slurm_job` keys: said apart
     from types import SimpleNamespace
 
     from hpoc.runtime import summary, timelimit

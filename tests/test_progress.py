@@ -348,3 +348,26 @@ def test_a_line_said_while_the_terminal_line_is_drawn_goes_on_its_own_line():
     other = io.StringIO()
     say(other, "x")  # another stream than the live line's
     assert other.getvalue() == "x\n"
+
+
+def test_a_run_that_raises_with_the_terminal_line_drawn_ends_it_before_its_error(monkeypatch):
+    """Tune's fit raised (a full disk) with the live line drawn: Tune never ended the line,
+    so the error said after it drew the stale line again below, with no newline, and the
+    shell's prompt ran into it."""
+    from hpoc.runtime import study
+    from hpoc.runtime.exits import StudyError
+
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+
+    def fails(*args):
+        Progress(total=3, stream=stream, tty=True, clock=Clock()).update(0, 1, 2)
+        raise StudyError("the disk is full", 1)
+
+    monkeypatch.setattr(study, "_run", fails)
+    assert study.run_study({"study": {"name": "s"}}, study.RunOptions(progress=stream)) == 1
+    screen = [line.rsplit("\r", 1)[-1].replace("\x1b[K", "") for line in stream.getvalue().split("\n")]
+    assert screen[1:] == ["error: the disk is full", ""] and screen[0].startswith("[hpoc] 00:00:00 | 0/3")
+    stream.truncate(0)
+    study.say(stream, "x")  # nothing drawn again after
+    assert stream.getvalue().endswith("x\n")

@@ -1086,3 +1086,23 @@ def test_a_job_whose_storage_path_lies_under_a_file_stops_before_ray(tmp_path, m
     assert before.main(plan, 0, claim_pid=os.getpid()) == before.STORAGE
     assert capsys.readouterr().err == (f"hpoc: error: storage path {tmp_path}/afile/results: "
                                        f"{tmp_path}/afile exists and is not a directory\n")
+
+
+def test_the_summary_names_the_slurm_job_run_that_wrote_it(tmp_path, monkeypatch):
+    """hpoc status ties a time limit's SIGUSR2 to its job by these: without them the summary of
+    an earlier job was said of the job submitted since."""
+    from hpoc.runtime import summary
+
+    plan = {"study": {"name": "s"}, "space": {"params": [], "constants": {}},
+            "objective": {"metrics": [{"name": "loss", "mode": "min"}]}}
+
+    def built() -> dict:
+        return summary.build(plan, 0, [], wall_s=1.0, interrupted=True, experiment_dir=tmp_path, plan_hash="h")
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert "slurm_job" not in built()
+    _as_job(monkeypatch, "979", restart=2)
+    assert (built()["slurm_job"], built()["slurm_restart"]) == ("979", 2) and "slurm_task" not in built()
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "700")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    assert built()["slurm_task"] == "700_1"

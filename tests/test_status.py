@@ -2004,7 +2004,7 @@ def test_a_job_requeued_at_its_time_limit_says_so_while_it_waits_and_runs(tmp_pa
     started = time.time() - 1300
     path = summary(exp, "tiny", [{"trial_id": "aaaaa_00000", "status": "PAUSED"}], interrupted=True)
     data = json.loads(path.read_text())
-    data.update(signal="SIGUSR2", run_started=started, wall_s=1180.0)
+    data.update(signal="SIGUSR2", run_started=started, wall_s=1180.0, slurm_job="979", slurm_restart=1)
     path.write_text(json.dumps(data))
     lock = run_lock(exp, pid=999999, host="node1", started=started)  # the ended run's, left behind
     info = json.loads(lock.read_text())
@@ -2030,15 +2030,52 @@ def test_a_job_requeued_at_its_time_limit_says_so_while_it_waits_and_runs(tmp_pa
 
 
 def test_an_array_tasks_requeue_is_counted_from_its_lock_by_the_task_name(tmp_path):
-    """An array task's lock names its own job id (`slurm_job` 701) and the task as squeue
-    shows it (`slurm_task` 700_1): the count is that lock's; a local run is never requeued."""
+    """An array task's summary names its own job id (`slurm_job` 701) and the task as squeue
+    shows it (`slurm_task` 700_1): the task is matched by the latter; a local run is never
+    requeued; a later run of the task that left its lock and no summary was not the time limit's."""
     from hpoc.commands.status import _requeued
 
     path = summary(tmp_path, "arr", [], interrupted=True)
-    data = dict(json.loads(path.read_text()), signal="SIGUSR2", run_started=1000.0, wall_s=50.0)
+    data = dict(json.loads(path.read_text()), signal="SIGUSR2", run_started=1000.0, wall_s=50.0,
+                slurm_job="701", slurm_task="700_1", slurm_restart=0)
     lock = run_lock(tmp_path, pid=999999, host="node1", started=1000.0)
     lock.write_text(json.dumps(dict(json.loads(lock.read_text()), slurm_job="701", slurm_task="700_1",
                                     slurm_restart=0)))
     assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "700_1"}) == {"at": 1050.0, "restart": 0}
-    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "702_1"}) == {"at": 1050.0, "restart": None}
+    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "702_1"}) is None
     assert _requeued(tmp_path, data, {"cluster": "local", "job_id": "4242"}) is None
+    lock.write_text(json.dumps(dict(json.loads(lock.read_text()), started=2000.0, slurm_restart=1)))
+    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "700_1"}) is None
+    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "700_1"}, alive=True) == {"at": 1050.0, "restart": 0}
+
+
+def test_a_time_limit_of_another_job_is_not_said_of_the_job_submitted_since(tmp_path, capsys, monkeypatch):
+    """Job 979 stopped at its time limit and was not requeued (no progress, or its requeues
+    spent); the study, submitted again as job 1005, waited with "the last run of job 1005
+    reached its time limit ... and the job requeued itself", and once it ran "run 0 of job
+    1005 ... (requeue 0 of at most 100)": summary.json was job 979's."""
+    import slurm_plans
+    from submit_support import fake_squeue
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "tiny")
+    plan["slurm"] = dict(slurm_plans.BASE["slurm"], time="00:20:00", time_s=1200, gpus_per_node=0)
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    exp = storage / "tiny"
+    exp.mkdir(parents=True)
+    started = time.time() - 5000
+    path = summary(exp, "tiny", [{"trial_id": "aaaaa_00000", "status": "PAUSED"}], interrupted=True)
+    data = dict(json.loads(path.read_text()), signal="SIGUSR2", run_started=started, wall_s=1180.0,
+                slurm_job="979", slurm_restart=0)
+    path.write_text(json.dumps(data))
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"1005|PENDING|0:00||Priority|N/A|{build}/job.sbatch"])
+    assert "time limit" not in status(capsys, build)[1]
+    lock = run_lock(exp, pid=1, host="node2", started=time.time() - 30)
+    lock.write_text(json.dumps(dict(json.loads(lock.read_text()), slurm_job="1005", slurm_restart=0)))
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"1005|RUNNING|0:30|node2|None|N/A|{build}/job.sbatch"])
+    assert "time limit" not in status(capsys, build)[1]
+    # job 979's own requeue is said, with its run and count from the summary
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"979|PENDING|0:00||BeginTime|N/A|{build}/job.sbatch"])
+    lock.unlink()
+    assert "run 1 of job 979 reached its time limit" in status(capsys, build)[1]

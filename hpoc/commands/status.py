@@ -634,28 +634,36 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
             # a trial's file failed at every save for long: the state a resume reads is old
             "held": _held_back(exp),
             # its job's last run reached the time limit and the job requeued itself
-            "requeued": _requeued(exp, last, job) if active else None}
+            "requeued": _requeued(exp, last, job, run is not None or job.get("state") == "RUNNING")
+            if active else None}
 
 
-def _requeued(exp: Path, summary: dict[str, Any] | None, job: dict[str, Any] | None) -> dict[str, Any] | None:
+def _requeued(exp: Path, summary: dict[str, Any] | None, job: dict[str, Any] | None,
+              alive: bool = False) -> dict[str, Any] | None:
     """The last run of a SLURM job that its time limit stopped (the summary's `signal` is
     the walltime's SIGUSR2), while the job, requeued, waits or runs again: {"at": when it
-    stopped, "restart": SLURM_RESTART_COUNT of that run (its lock's), or None}."""
+    stopped, "restart": SLURM_RESTART_COUNT of that run}. Only a summary that this job wrote
+    (its `slurm_job`, an array task's `slurm_task`): an earlier job's, submitted again since,
+    or an older hpoc's, says nothing. `alive`: whether the job runs again now."""
     from hpoc.runtime import runlock
 
     if not summary or not summary.get("interrupted") or summary.get("signal") != "SIGUSR2" \
             or not job or job.get("cluster", "slurm") != "slurm":
         return None
-    started, wall = summary.get("run_started"), summary.get("wall_s")
-    at = started + wall if isinstance(started, (int, float)) and isinstance(wall, (int, float)) else None
+    name = summary.get("slurm_task") or summary.get("slurm_job")
+    restart = summary.get("slurm_restart")
+    if name is None or str(name) != str(job.get("job_id")) or not isinstance(restart, int):
+        return None
+    # a later run of this job left its lock and no summary (a lost node, SIGKILL): the job
+    # waits again for that, not for the time limit
     found = runlock.read(exp)
     info = found[0] if found else {}
-    # the lock of this job (an array task's is named as squeue names it: `slurm_task`); a
-    # newer run's lock counts the run since, one more
-    ours = str(job.get("job_id")) in (info.get("slurm_task"), info.get("slurm_job"))
-    restart = info.get("slurm_restart") if ours and isinstance(info.get("slurm_restart"), int) else None
-    if restart is not None and isinstance(started, (int, float)) and info.get("started") != started:
-        restart -= 1  # the requeued run's lock: the ended run was the one before
+    later = info.get("slurm_restart")
+    if not alive and (info.get("slurm_task") or info.get("slurm_job")) == name and isinstance(later, int) \
+            and later > restart:
+        return None
+    started, wall = summary.get("run_started"), summary.get("wall_s")
+    at = started + wall if isinstance(started, (int, float)) and isinstance(wall, (int, float)) else None
     return {"at": at, "restart": restart}
 
 

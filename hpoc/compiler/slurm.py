@@ -177,14 +177,15 @@ def _trial_fits(ch: Checker, out: dict[str, Any], s: dict[str, Any], driver: flo
 HEBO = "hebo"  # the `limit` of `_at_once` that is HEBO's own, not a setting of the study
 
 
-def _at_once(out: dict[str, Any], s: dict[str, Any]) -> tuple[int, str, str]:
+def _at_once(ch: Checker, out: dict[str, Any], s: dict[str, Any]) -> tuple[int, str, str]:
     """(the trials a job may run at once by `max_concurrent` (else HEBO's own limit) and the
     trials there are, the setting that bounds them, that bound as said)."""
     shards = (s.get("array") or {}).get("shards") or 1
     # A shard's: each runs on nodes of its own; Optuna's shards share the budget, a fast one takes more
     trials = total_trials(out) if out["search"]["algorithm"] == "optuna" else math.ceil(total_trials(out) / shards)
     cap = out["trials"]["max_concurrent"]
-    if cap is None and out["search"]["algorithm"] == "hebo":
+    # (a `max_concurrent` that is an error is still one written: no "without `max_concurrent`")
+    if cap is None and out["search"]["algorithm"] == "hebo" and "trials.max_concurrent" not in ch.invalid:
         # Ray's HEBOSearch hands out its points_to_evaluate first, all of them, then 8 at a time;
         # a shard's searcher has every `shards`-th point (hpoc/runtime/search.py search_cap)
         points = (out["search"].get("options") or {}).get("points_to_evaluate") or []
@@ -203,7 +204,7 @@ def _idle_nodes(ch: Checker, out: dict[str, Any], s: dict[str, Any], held: int) 
     if grid_bound(out["space"]) > T.MAX_GRID_POINTS or "trials.num_samples" in ch.invalid:
         return False
     workers, nodes = out["resources"]["workers"], s["nodes"]
-    at_once, limit, why = _at_once(out, s)
+    at_once, limit, why = _at_once(ch, out, s)
     busy = at_once * workers
     if busy >= nodes or at_once >= held:  # every node in use, or the nodes' room is the limit
         return False
@@ -226,7 +227,7 @@ def _idle_gpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], cpu_held: in
     if not gpw or "slurm.gpus_per_node" not in ch.spans or grid_bound(out["space"]) > T.MAX_GRID_POINTS \
             or "trials.num_samples" in ch.invalid:
         return False  # hpoc's own gpus_per_node fits the trial
-    wanted, limit, why = _at_once(out, s)
+    wanted, limit, why = _at_once(ch, out, s)
     if limit == "num_samples" and "trials.num_samples" not in ch.spans and cpu_held >= wanted:
         return False  # the default single trial: a first try, not the study's size
     at_once = min(wanted, cpu_held)
@@ -271,7 +272,7 @@ def _idle_cpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], by_cpu: int,
     nodes, cpn = s["nodes"], s["cpus_per_node"]
     if "trials.num_samples" in ch.invalid:
         return False
-    at_once, limit, why = _at_once(out, s)
+    at_once, limit, why = _at_once(ch, out, s)
     cpus = workers * cpw + driver  # one trial's
 
     def held(n: int) -> int:  # trials `n` of the nodes hold at once
@@ -295,13 +296,14 @@ def _idle_cpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], by_cpu: int,
 def _unshared_gpus(ch: Checker, out: dict[str, Any], s: dict[str, Any], cpu_held: int, gpu_held: int) -> None:
     """A fraction of a GPU (`gpus_per_worker = 0.25`) is for trials to share one; where the
     job's CPUs hold fewer trials than the shares (`cpus_per_node` left at its default, room
-    for one trial), each GPU trains one at a time. `max_concurrent` above them is said apart."""
+    for one trial), each GPU trains one at a time. `max_concurrent` above them is said apart
+    (HEBO's own limit is no choice of the study's: the shares it holds are said here)."""
     r = out["resources"]
     gpw, cpw, nodes, cpn = r["gpus_per_worker"], r["cpus_per_worker"], s["nodes"], s["cpus_per_node"]
-    wanted, limit, _ = _at_once(out, s)
+    wanted, limit, _ = _at_once(ch, out, s)
     more = min(wanted, gpu_held)
-    if not 0 < gpw < 1 or r["workers"] > 1 or limit != "num_samples" or "trials.num_samples" not in ch.spans \
-            or cpu_held >= more or cpu_held >= math.floor(1 / gpw + 1e-9) * nodes:
+    if not 0 < gpw < 1 or r["workers"] > 1 or limit not in ("num_samples", HEBO) \
+            or "trials.num_samples" not in ch.spans or cpu_held >= more or cpu_held >= math.floor(1 / gpw + 1e-9) * nodes:
         return  # (several workers with a fraction: refused, HP501; else each GPU full already)
     default = "slurm.cpus_per_node" not in ch.spans
     per_node = math.ceil(more / nodes)

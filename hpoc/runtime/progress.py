@@ -138,6 +138,18 @@ def _off_screen(stream: Any) -> None:
         _ON_SCREEN = None
 
 
+def leave(stream: Any) -> None:
+    """End the live line left drawn on `stream` by a run that raised (Tune never ended it):
+    what is said next goes below it, with nothing drawn again after."""
+    if _ON_SCREEN is not None and _ON_SCREEN[0] is stream:
+        _off_screen(stream)
+        try:
+            stream.write("\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def said_over(stream: Any, text: str) -> str:
     """What to write to `stream` to say the line `text`: on a terminal that shows the live
     line without its newline, that line cleared, `text`, and the live line drawn again below

@@ -48,13 +48,18 @@ class Busy(Exception):
 
 
 def _me(shard: int, pid: int | None = None) -> dict[str, Any]:
-    info: dict[str, Any] = {"pid": pid or os.getpid(), "host": socket.gethostname(),
-                            "started": time.time(), "shard": shard}
-    if os.environ.get("SLURM_JOB_ID"):
-        info["slurm_job"] = os.environ["SLURM_JOB_ID"]
-        info["slurm_restart"] = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
-        if os.environ.get("SLURM_ARRAY_JOB_ID"):  # how squeue and the user name the task
-            info["slurm_task"] = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return {"pid": pid or os.getpid(), "host": socket.gethostname(), "started": time.time(), "shard": shard,
+            **slurm_run()}
+
+
+def slurm_run() -> dict[str, Any]:
+    """{"slurm_job", "slurm_restart"[, "slurm_task"]} of this process's SLURM job, {} outside one."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return {}
+    info: dict[str, Any] = {"slurm_job": os.environ["SLURM_JOB_ID"],
+                            "slurm_restart": int(os.environ.get("SLURM_RESTART_COUNT") or 0)}
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):  # how squeue and the user name the task
+        info["slurm_task"] = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
     return info
 
 

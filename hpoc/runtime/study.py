@@ -39,7 +39,7 @@ from typing import Any, TextIO
 
 from hpoc.plan import plan_hash
 from hpoc.runtime import clock, compact, deepspeed_ops, failfast, full, hooks, lean, marker, rerun, runlock
-from hpoc.runtime import walltime, watch, whole_upload
+from hpoc.runtime import progress, walltime, watch, whole_upload
 from hpoc.runtime import summary as summary_mod
 from hpoc.runtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_PROGRESS, Interrupted, StudyError, say
 from hpoc.runtime.exits import EXIT_OK, EXIT_SPEC  # noqa: F401 - callers read every exit code here
@@ -105,7 +105,10 @@ def run_study(plan: dict[str, Any], options: RunOptions | None = None) -> int:
     progress_stream = opts.progress or sys.stderr
     out = opts.out or sys.stdout
     try:
-        return _run(plan, opts, progress_stream, out)
+        try:
+            return _run(plan, opts, progress_stream, out)
+        finally:  # a run that raised left the terminal's live line drawn: its error goes below
+            progress.leave(progress_stream)
     except StudyError as exc:
         say(sys.stderr, f"error: {_in_spec_words(plan, str(exc))}")
         return exc.exit_code

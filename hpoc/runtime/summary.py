@@ -4,7 +4,7 @@
      "status_counts": {"TERMINATED": 5, "ERROR": 1}, "best": {...} | null,
      "trials": [{"trial_id", "status", "config", "metrics", "epochs", "error", "stopped", "path"[, "retry_cut"]}],
      "wall_s", "interrupted", "stopped", "stop", "experiment_dir", "run_started", "planned",
-     "budget_reached_s", "signal"}
+     "budget_reached_s", "signal"[, "slurm_job", "slurm_restart", "slurm_task"]}
 
 Statuses are Ray Tune's (TERMINATED, ERROR, RUNNING, PENDING, PAUSED). `config` is the
 nested config the trainer saw; `metrics` the trial's last report (the user's keys only);
@@ -18,7 +18,8 @@ the study stopped itself (failfast.py, full.py), or is null; such a run is `inte
 `budget_reached_s`: the time budget that ended the run, `signal` the signal that interrupted
 it (`ending` says either), or null. `search_ended`: the search algorithm, when the run ended
 with fewer trials than `planned` because it had nothing more to suggest (bayesopt's
-`patience`), else absent.
+`patience`), else absent. `slurm_job`, `slurm_restart` (SLURM_RESTART_COUNT) and, in an
+array task, `slurm_task` (`ARRAYID_TASK`): the SLURM job run that wrote it, absent outside one.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from hpoc import unranked
 from hpoc.files import read_json_lines, read_json_object, trial_path
 from hpoc.runtime.crash import died, died_line, stack_of, with_crash
 from hpoc.runtime.shards import shared_budget
-from hpoc.runtime import full, timelimit
+from hpoc.runtime import full, runlock, timelimit
 from hpoc.runtime.space import trial_config
 from hpoc.counts import counted
 
@@ -303,6 +304,8 @@ def build(plan: dict[str, Any], shard: int, trials: list[Any], *, wall_s: float,
         "planned": planned,
         "budget_reached_s": time_budget_s if budget_reached else None,
         "signal": signal_name if interrupted else None,  # what stopped an interrupted run
+        # the SLURM job (and its restart) that wrote it: status ties a time limit to its job
+        **runlock.slurm_run(),
     }
 
 

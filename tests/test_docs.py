@@ -59,6 +59,15 @@ def test_every_test_the_docs_cite_exists():
     assert missing == []
 
 
+def test_every_file_the_docs_cite_exists():
+    """A file cited alone (`tests/test_storage_full.py`, `benchmarks/state_upload.py`) was
+    checked nowhere: only a `::test_x` after it was."""
+    path = r"(?<![\w/.-])((?:tests|benchmarks|scripts|hpoc|examples)/[\w/.-]*\w\.(?:py|sh|hpo|yaml|j2|json))\b"
+    cited = {(doc.name, p) for doc in DOCS for p in re.findall(path, text(doc))}
+    assert len(cited) > 50
+    assert sorted((d, p) for d, p in cited if not (ROOT / p).exists()) == []
+
+
 def test_every_diagnostic_code_the_docs_cite_exists():
     # The other direction (every code in the source is in docs/language.md's table) is
     # test_check_errors.py::test_every_diagnostic_code_is_documented.

@@ -221,7 +221,7 @@ def _optuna_search_class() -> type:
         def __init__(self, *args: Any, shard: int = 0, budget: int | None = None, **kwargs: Any):
             # Ray enqueues the points each time a searcher is made: in a shared study that
             # was once per shard and per resumed run. Each shard queues the missing ones
-            # before its first ask instead (_hpoc_queue).
+            # instead (_hpoc_queue), now and, restored, before its first ask.
             points = kwargs.pop("points_to_evaluate", None) if budget is not None else None
             super().__init__(*args, **kwargs)
             self._hpoc_shard = shard
@@ -231,6 +231,8 @@ def _optuna_search_class() -> type:
             self._hpoc_orphans: list[Any] | None = None  # found once per process
             # the journal's path restore() keeps (_hpoc_repoint); None: not a shared study
             self._hpoc_journal = getattr(getattr(self._storage, "_backend", None), "_file_path", None)
+            if self._hpoc_points and self._ot_study is not None:
+                self._hpoc_queue(self._trials())
 
         def restore(self, checkpoint_path: str) -> None:
             budget = self._hpoc_budget  # this plan's: an extension raised it (extend.py)

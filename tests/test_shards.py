@@ -33,10 +33,13 @@ def searcher(plan, shard: int):
 
 # A shard's searcher, asking until Optuna's global budget says stop; run as its own process.
 ASKER = r'''
-import json, random, sys, time
+import json, os, random, sys, time
 sys.path.insert(0, sys.argv[3])
 from test_shards import searcher
 plan = json.load(open(sys.argv[1])); shard = int(sys.argv[2])
+wait = sys.argv[4] if len(sys.argv) > 4 else None  # a file: start once it exists
+while wait and not os.path.exists(wait):
+    time.sleep(0.02)
 s, _ = searcher(plan, shard)
 got = []
 for i in range(100):
@@ -45,6 +48,8 @@ for i in range(100):
     if cfg == s.FINISHED:
         break
     got.append(tid)
+    if len(sys.argv) > 5:
+        open(sys.argv[5], "w").close()  # signal: this shard has asked
     time.sleep(random.random() * 0.05)
     s.on_trial_complete(tid, {"val_accuracy": random.random(), "training_iteration": 1})
 print(json.dumps(got))
@@ -259,3 +264,96 @@ def test_status_does_not_count_queued_points_as_asked(tmp_path):
     assert status.gather(plan, None)["journal"]["trials"] == 0
     s.suggest("a")
     assert status.gather(plan, None)["journal"] == {"trials": 1, "complete": 0, "per_shard": {"0": 1, "1": 0}}
+
+
+POINTS = [{"lr": 0.01, "hidden": 8}, {"lr": 0.02, "hidden": 16}]
+
+
+def _point_runs(rows, points=POINTS):
+    """How often each point ran as a budget trial (not extra)."""
+    return [sum(1 for r in rows if not r["extra"] and r["state"] != "WAITING"
+                and {k: r["params"].get(k) for k in p} == p) for p in points]
+
+
+def test_points_run_when_another_shard_asks_before_shard_0_starts(tmp_path):
+    """Shard 0 alone queued the `points_to_evaluate`, when it started: a shard that asked
+    first took budget trials ahead of them, and the last points ranked past the budget
+    (failed as extra, never run) - the user's baselines silently dropped. Shards 1 and 2
+    race here; shard 0 starts only once shard 1 has asked."""
+    plan = sharded_plan(tmp_path, shards=3, num_samples=3)
+    plan["search"]["options"]["points_to_evaluate"] = POINTS
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    go = tmp_path / "asked"
+    args = {0: [str(go)], 1: ["", str(go)], 2: []}
+    procs = [subprocess.Popen([sys.executable, "-c", ASKER, str(plan_file), str(k), str(TESTS), *args[k]],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for k in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    ran = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    assert sum(len(r) for r in ran) == 3
+
+    from hpoc.runtime.shards import journal_trials
+
+    rows = journal_trials(plan)
+    assert _point_runs(rows) == [1, 1], rows  # each point, once
+    counted = [r for r in rows if not r["extra"] and r["state"] != "WAITING"]
+    assert len(counted) == 3 and all(r["state"] == "COMPLETE" for r in counted), rows
+
+
+def test_points_queued_twice_by_racing_shards_run_once(tmp_path):
+    """Every shard queues the points before it asks; Optuna's `skip_if_exists` checks and
+    then adds, two journal operations, so two shards starting together may both queue
+    them. A second copy is failed when a shard pops it (marked extra), never run, and
+    takes no budget."""
+    import optuna
+
+    from hpoc.runtime.shards import journal_storage, journal_trials
+
+    plan = sharded_plan(tmp_path, shards=2, num_samples=3)
+    plan["search"]["options"]["points_to_evaluate"] = POINTS
+    a, _ = searcher(plan, 0)
+    b, _ = searcher(plan, 1)
+    first = a.suggest("a0")  # shard 0 queues the points, pops the first
+    study = optuna.load_study(study_name=plan["study"]["name"], storage=journal_storage(plan))
+    for point in POINTS:  # shard 1 checked before they were there, and queued them too
+        study.enqueue_trial(point)
+    a.on_trial_complete("a0", {"val_accuracy": 0.5, "training_iteration": 1})
+    got = [first]
+    for i in range(4):
+        for s, name in ((b, f"b{i}"), (a, f"a{i + 1}")):
+            cfg = s.suggest(name)
+            if cfg != s.FINISHED:
+                got.append(cfg)
+                s.on_trial_complete(name, {"val_accuracy": 0.5, "training_iteration": 1})
+    assert len(got) == 3
+    rows = journal_trials(plan)
+    assert _point_runs(rows) == [1, 1], rows
+    copies = [r["state"] for r in rows if r["extra"] == "duplicate point"]
+    assert len(copies) == 2 and set(copies) <= {"FAIL", "WAITING"}, rows  # failed when popped
+    assert len([r for r in rows if not r["extra"] and r["state"] != "WAITING"]) == 3
+
+
+def test_a_popped_second_copy_of_a_point_is_no_orphan_to_run(tmp_path):
+    """A shard killed after popping a second copy of a point, before failing it, left it
+    RUNNING with its shard's mark: the shard's next run took it for an orphan and ran the
+    point again."""
+    import optuna
+
+    from hpoc.runtime.shards import SHARD_ATTR, journal_storage, journal_trials
+
+    plan = sharded_plan(tmp_path, shards=2, num_samples=2)
+    plan["search"]["options"]["points_to_evaluate"] = POINTS[:1]
+    a, _ = searcher(plan, 0)
+    assert {k: a.suggest("a")[k] for k in POINTS[0]} == POINTS[0]
+    a.on_trial_complete("a", {"val_accuracy": 0.5, "training_iteration": 1})
+    study = optuna.load_study(study_name=plan["study"]["name"], storage=journal_storage(plan))
+    study.enqueue_trial(POINTS[0])      # a racing shard's copy...
+    study.ask().set_user_attr(SHARD_ATTR, 0)  # ...popped by shard 0, killed right then
+    again, _ = searcher(plan, 0)
+    b = again.suggest("b")
+    assert b != again.FINISHED and {k: b[k] for k in POINTS[0]} != POINTS[0], b
+    assert again.suggest("c") == again.FINISHED
+    assert _point_runs(journal_trials(plan), POINTS[:1]) == [1]

@@ -21,6 +21,7 @@ with the trials of its own shard only.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -100,22 +101,78 @@ def budget_open(plan: dict[str, Any], shard: int) -> int | None:
         trials = storage.get_all_trials(storage.get_study_id_from_name(plan["study"]["name"]), deepcopy=False)
     except Exception:  # noqa: BLE001 - no such study yet, a journal cut short: no finding
         return None
+    dup = duplicates(trials)
     own = sum(1 for t in trials if t.state == TrialState.RUNNING and EXTRA_ATTR not in t.user_attrs
-              and t.user_attrs.get(SHARD_ATTR) == shard)
+              and t.user_attrs.get(SHARD_ATTR) == shard and t.number not in dup)
     return max(0, plan["trials"]["num_samples"] - budget_used(trials)) + own
 
 
-def budget_rank(trials: list[Any], number: int) -> int:
-    """How many budget trials precede trial `number` (Optuna numbers are dense and unique:
-    the journal assigns them in log order under its lock). Queued points (WAITING) count,
-    unlike in `budget_used`: a shard pops them later, and only this check holds them."""
-    return sum(1 for t in trials if t.number < number and EXTRA_ATTR not in t.user_attrs)
+def _key(params: dict[str, Any]) -> frozenset:
+    try:
+        return frozenset(params.items())
+    except TypeError:  # a value Optuna would not hold as a parameter: compared as JSON
+        return frozenset((k, json.dumps(v, sort_keys=True)) for k, v in params.items())
+
+
+def _queued_key(t: Any) -> frozenset | None:
+    """A queued trial's (`enqueue_trial`) fixed parameters, hashable; None for an asked one.
+    Optuna keeps them as the `fixed_params` system attribute, set when the trial is made."""
+    fixed = t.system_attrs.get("fixed_params")
+    return None if fixed is None else _key(fixed)
+
+
+def duplicates(trials: list[Any]) -> set[int]:
+    """Numbers of queued trials that repeat the parameters of an earlier queued one: shards
+    that queue the points at once may each add them (Optuna's `skip_if_exists` checks, then
+    adds). The first copy (lowest number) is the point; a later copy is never run."""
+    seen: set[frozenset] = set()
+    out: set[int] = set()
+    for t in sorted(trials, key=lambda t: t.number):
+        key = _queued_key(t)
+        if key is None or EXTRA_ATTR in t.user_attrs:
+            continue
+        if key in seen:
+            out.add(t.number)
+        seen.add(key)
+    return out
+
+
+def point_keys(points: list[dict[str, Any]], budget: int) -> list[frozenset]:
+    """The distinct points (Optuna's parameters) that hold a budget slot of their own: at
+    most `budget` of them, in order."""
+    keys: list[frozenset] = []
+    for point in points:
+        key = _key(point)
+        if key not in keys and len(keys) < budget:
+            keys.append(key)
+    return keys
+
+
+def budget_passes(trials: list[Any], number: int, points: list[frozenset], budget: int) -> bool:
+    """Whether trial `number`, just asked, runs under the shared budget. The points' slots
+    are reserved up front, whoever queues them and whenever: a queued point (first copy)
+    always runs, any other trial runs while fewer than `budget - len(points)` others
+    precede it. So a shard that asks before the points are queued cannot push them past
+    the budget, and the study never runs more than `budget` trials (Optuna numbers trials
+    densely in the order the journal's lock serialises them)."""
+    dup = duplicates(trials)
+    if number in dup:
+        return False
+    this = next(t for t in trials if t.number == number)
+    if _queued_key(this) in points:
+        return True
+    others = sum(1 for t in trials if t.number < number and EXTRA_ATTR not in t.user_attrs
+                 and t.number not in dup and _queued_key(t) not in points)
+    return others < budget - len(points)
 
 
 def budget_used(trials: list[Any]) -> int:
     """Budget trials asked for: a queued point (WAITING, `points_to_evaluate`) is not, it
-    waits for an ask (with as many points as the budget, none ran)."""
-    return sum(1 for t in trials if EXTRA_ATTR not in t.user_attrs and t.state.name != "WAITING")
+    waits for an ask (with as many points as the budget, none ran); nor a second copy of
+    a point, never run."""
+    dup = duplicates(trials)
+    return sum(1 for t in trials if EXTRA_ATTR not in t.user_attrs and t.state.name != "WAITING"
+               and t.number not in dup)
 
 
 def seen_by_shard(trials: list[Any]) -> dict[str, int]:
@@ -138,13 +195,18 @@ def _optuna_search_class() -> type:
         """OptunaSearch that keeps hpoc's bookkeeping on the Optuna trials and, for a
         sharded study, draws trials from the study's global budget.
 
-        Budget, race-free: a shard asks Optuna for a trial first and checks second. The
-        journal numbers trials densely in the order its lock serialises the asks, so of
-        any set of concurrent asks exactly the first `budget - used` (by number) pass;
-        the others are marked extra, told FAIL (samplers ignore failed trials) and the
-        shard stops. Extra trials never count, and a trial only becomes extra after its
-        rank was already at or past the budget, so a late mark cannot let another ask
-        through.
+        Budget, race-free: a shard asks Optuna for a trial first and checks second
+        (`budget_passes`). The journal numbers trials densely in the order its lock
+        serialises the asks, so of any set of concurrent asks exactly the first
+        `budget - used` (by number) pass; the others are marked extra, told FAIL
+        (samplers ignore failed trials) and the shard stops. Extra trials never count,
+        and a mark only lowers the count ahead of later trials, so a late mark cannot
+        let another ask through.
+
+        Points (`points_to_evaluate`): every shard queues them before its first ask, and
+        their budget slots are reserved, so a shard that asks first cannot crowd them
+        out. Two shards may queue them at once; the second copy of a point is marked
+        extra and failed when popped (never run), and the shard asks again.
 
         Survival: a shard killed between asking Optuna and Ray saving its experiment
         state leaves RUNNING Optuna trials that no Ray trial knows. When the shard runs
@@ -158,23 +220,27 @@ def _optuna_search_class() -> type:
 
         def __init__(self, *args: Any, shard: int = 0, budget: int | None = None, **kwargs: Any):
             # Ray enqueues the points each time a searcher is made: in a shared study that
-            # was once per shard and per resumed run. Shard 0 enqueues them, once.
+            # was once per shard and per resumed run. Each shard queues the missing ones
+            # instead (_hpoc_queue), now and, restored, before its first ask.
             points = kwargs.pop("points_to_evaluate", None) if budget is not None else None
             super().__init__(*args, **kwargs)
             self._hpoc_shard = shard
             self._hpoc_budget = budget
+            self._hpoc_points = [dict(p) for p in points or ()]
+            self._hpoc_queued = False  # per process: a restored searcher queues again
             self._hpoc_orphans: list[Any] | None = None  # found once per process
             # the journal's path restore() keeps (_hpoc_repoint); None: not a shared study
             self._hpoc_journal = getattr(getattr(self._storage, "_backend", None), "_file_path", None)
-            if points and shard == 0 and self._ot_study is not None:
-                for point in points:
-                    self._ot_study.enqueue_trial(point, skip_if_exists=True)
+            if self._hpoc_points and self._ot_study is not None:
+                self._hpoc_queue(self._trials())
 
         def restore(self, checkpoint_path: str) -> None:
             budget = self._hpoc_budget  # this plan's: an extension raised it (extend.py)
+            points = getattr(self, "_hpoc_points", [])
             journal = getattr(self, "_hpoc_journal", None)  # where it is now (repoint_journal)
             super().restore(checkpoint_path)
             self._hpoc_budget = budget
+            self._hpoc_points, self._hpoc_queued = points, False
             self._hpoc_orphans = None  # look again, against the restored trials
             if journal is not None:
                 self._hpoc_repoint(journal)
@@ -195,15 +261,30 @@ def _optuna_search_class() -> type:
         def _trials(self) -> list[Any]:
             return self._ot_study.get_trials(deepcopy=False)
 
+        def _hpoc_keys(self) -> list[frozenset]:
+            return point_keys(getattr(self, "_hpoc_points", []), self._hpoc_budget or 0)
+
+        def _hpoc_queue(self, trials: list[Any]) -> None:
+            """Queue the points no shard has queued (a copy that is not extra): before
+            any ask of this shard, so no ask of any shard precedes them all."""
+            self._hpoc_queued = True
+            have = {_queued_key(t) for t in trials if EXTRA_ATTR not in t.user_attrs}
+            keys = self._hpoc_keys()
+            for point in getattr(self, "_hpoc_points", []):
+                if _key(point) in keys and _key(point) not in have:
+                    self._ot_study.enqueue_trial(point)
+                    have.add(_key(point))
+
         def _orphans(self, trials: list[Any]) -> list[Any]:
             from optuna.trial import TrialState
 
             known = {t._trial_id for t in self._ot_trials.values()}
+            dup = duplicates(trials)  # a second copy of a point, popped: never run
             return sorted(
                 (t for t in trials
                  if t.state == TrialState.RUNNING and EXTRA_ATTR not in t.user_attrs
                  and t.user_attrs.get(SHARD_ATTR) == self._hpoc_shard
-                 and t._trial_id not in known),
+                 and t._trial_id not in known and t.number not in dup),
                 key=lambda t: t.number)
 
         def suggest(self, trial_id: str) -> Any:
@@ -211,6 +292,9 @@ def _optuna_search_class() -> type:
                 return super().suggest(trial_id)
             trials = self._trials()
             if self._hpoc_budget is not None:
+                if not getattr(self, "_hpoc_queued", False):
+                    self._hpoc_queue(trials)
+                    trials = self._trials()
                 if self._hpoc_orphans is None:
                     self._hpoc_orphans = self._orphans(trials)
                     if self._hpoc_orphans:
@@ -218,23 +302,30 @@ def _optuna_search_class() -> type:
                                     self._hpoc_shard, len(self._hpoc_orphans))
                 if self._hpoc_orphans:
                     return self._adopt(trial_id, self._hpoc_orphans.pop(0))
-                if budget_used(trials) >= self._hpoc_budget:
+            # each pass pops a second copy of a point (failed) or ends: copies are finite
+            while True:
+                if self._hpoc_budget is not None and budget_used(trials) >= self._hpoc_budget:
                     return Searcher.FINISHED
-            seen = seen_by_shard(trials)  # what the sampler learns from for this ask
-            config = super().suggest(trial_id)
-            ot_trial = self._ot_trials[trial_id]
-            ot_trial.set_user_attr(SHARD_ATTR, self._hpoc_shard)
-            ot_trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
-            ot_trial.set_user_attr(SEEN_ATTR, seen)
-            trials = self._trials()
-            if self._hpoc_budget is not None and budget_rank(trials, ot_trial.number) >= self._hpoc_budget:
+                seen = seen_by_shard(trials)  # what the sampler learns from for this ask
+                config = super().suggest(trial_id)
+                ot_trial = self._ot_trials[trial_id]
+                ot_trial.set_user_attr(SHARD_ATTR, self._hpoc_shard)
+                ot_trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+                ot_trial.set_user_attr(SEEN_ATTR, seen)
+                if self._hpoc_budget is None:
+                    return config
+                trials = self._trials()
+                if budget_passes(trials, ot_trial.number, self._hpoc_keys(), self._hpoc_budget):
+                    return config
                 from optuna.trial import TrialState
 
-                ot_trial.set_user_attr(EXTRA_ATTR, "over budget")
+                twice = ot_trial.number in duplicates(trials)
+                ot_trial.set_user_attr(EXTRA_ATTR, "duplicate point" if twice else "over budget")
                 self._ot_study.tell(ot_trial, state=TrialState.FAIL)
                 del self._ot_trials[trial_id]
-                return Searcher.FINISHED
-            return config
+                if not twice:
+                    return Searcher.FINISHED
+                trials = self._trials()
 
         def _adopt(self, trial_id: str, frozen: Any) -> Any:
             import optuna
@@ -340,12 +431,15 @@ def journal_trials(plan: dict[str, Any]) -> list[dict[str, Any]] | None:
     except KeyError:
         return []
     out = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    dup = duplicates(trials)  # a second copy of a point: never run, as if marked
+    for t in trials:
         out.append({
             "number": t.number, "state": t.state.name, "params": dict(t.params),
             "values": list(t.values) if t.values is not None else None,
             "shard": t.user_attrs.get(SHARD_ATTR), "ray_trial": t.user_attrs.get(RAY_TRIAL_ATTR),
-            "seen": t.user_attrs.get(SEEN_ATTR), "extra": t.user_attrs.get(EXTRA_ATTR),
+            "seen": t.user_attrs.get(SEEN_ATTR),
+            "extra": t.user_attrs.get(EXTRA_ATTR) or ("duplicate point" if t.number in dup else None),
         })
     return out
 

@@ -837,13 +837,12 @@ def _requeue_lines(status: dict[str, Any]) -> list[str]:
         r = s.get("requeued")
         if not r:
             continue
-        restart = r["restart"]
-        run = f"run {restart + 1} of " if restart is not None else "the last run of "
+        run = r["restart"] + 1  # _requeued: only a summary that names its run
         when = f" at {time.strftime('%H:%M', time.localtime(r['at']))}" if r["at"] else ""
-        count = f" (requeue {restart + 1} of at most {MAX_WALLTIME_REQUEUES})" if restart is not None else ""
         shard = f"shard {s['shard']}: " if len(status["shards"]) > 1 else ""
-        out.append(f"{shard}{run}job {s['job']['job_id']} reached its time limit{limit}{when} and the job "
-                   f"requeued itself{count}: trials resume from their checkpoints")
+        out.append(f"{shard}run {run} of job {s['job']['job_id']} reached its time limit{limit}{when} and the "
+                   f"job requeued itself (requeue {run} of at most {MAX_WALLTIME_REQUEUES}): trials resume "
+                   "from their checkpoints")
     return out
 
 

@@ -1818,3 +1818,29 @@ def test_a_copied_or_moved_studys_mlflow_artifacts_go_where_it_is_now(tmp_path):
         client.log_artifact(run, str(art))
     assert not list(a.rglob("note.txt"))
     assert {p.parent.parent.name for p in b.rglob("note.txt")} == {parent, added}
+
+
+def test_a_stop_sending_while_an_epoch_is_logged_sends_each_point_once(tmp_path, monkeypatch):
+    """The stop's send (at_stop: atexit, or rank_term's watch) runs on another thread than
+    the training's: taken while `log_metrics` built the epoch's points, the waiting batch
+    points were sent by the stop and then again with the epoch's (each step twice in MLflow)."""
+    plan = plan_with(tmp_path, mlflow_logger(log_freq="batch"))
+    tracker = open_loggers(plan, "t00000_abc", {"lr": 0.1}, rank=0)
+    (sink,) = [s for s in tracker._sinks if isinstance(s, tracking._MlflowSink)]
+    for step in range(3):
+        sink.log_batch_metric("train_loss_batch", 1.0 / (step + 1), step)
+    assert len(sink.pending) == 3  # under BATCH_FLUSH: waiting
+    real, stopped = tracking._logged_before, []
+
+    def stop_meanwhile(*args):  # the other thread's stop, while the epoch's points are made
+        if not stopped:
+            stopped.append(sink.send_waiting(1.0))
+        return real(*args)
+
+    monkeypatch.setattr(tracking, "_logged_before", stop_meanwhile)
+    sink.log_metrics({"val_loss": 0.5}, step=0)
+    tracker.close()
+    assert stopped == [True]
+    (run,) = [r for r in runs(plan) if "mlflow.parentRunId" in r.data.tags or r.data.tags.get("hpoc.trial")]
+    steps = sorted(m.step for m in client_for(plan).get_metric_history(run.info.run_id, "train_loss_batch"))
+    assert steps == [0, 1, 2]

@@ -703,8 +703,10 @@ class _MlflowSink:
         from mlflow.entities import Metric
 
         now, model = int(time.time() * 1000), self._model()
-        self.pending += [Metric(k, v, now, int(step), **model) for k, v in metrics.items()
-                         if not _logged_before(self.logged, k, step)]
+        points = [Metric(k, v, now, int(step), **model) for k, v in metrics.items()
+                  if not _logged_before(self.logged, k, step)]
+        with self.outbox_lock:  # not `pending +=` unlocked: a stop's send_waiting swaps it meanwhile
+            self.pending += points
         self.flush()
 
     def log_batch_metric(self, name: str, value: float, step: int) -> None:
@@ -712,7 +714,9 @@ class _MlflowSink:
 
         if _logged_before(self.logged, name, step):
             return
-        self.pending.append(Metric(name, value, int(time.time() * 1000), int(step), **self._model()))
+        point = Metric(name, value, int(time.time() * 1000), int(step), **self._model())
+        with self.outbox_lock:
+            self.pending.append(point)
         if len(self.pending) >= self.BATCH_FLUSH:
             self.flush()
 

@@ -506,3 +506,19 @@ def test_a_retried_trial_logs_its_new_attempt_beside_the_errored_one(tmp_path):
     assert new.data.metrics and all(
         sorted(m.step for m in client.get_metric_history(new.info.run_id, key)) == [0, 1, 2]
         for key in new.data.metrics)
+
+
+def test_a_multi_worker_retry_resumed_from_its_train_checkpoint_fails_at_the_same_point(tmp_path, monkeypatch):
+    """A 2-worker trial that raised in epoch 1 after reporting epoch 0 was retried twice, not
+    once: its checkpoint lies in its Ray Train run (Tune's `trial.checkpoint` is None), so the
+    retry, which resumed at epoch 1 and failed before reporting, counted as failing at 0."""
+    from types import SimpleNamespace
+
+    from hpoc.runtime import watch
+
+    monkeypatch.setattr(watch.STATE, "experiment", str(tmp_path))
+    (tmp_path / "train" / "t1" / "checkpoint_000000").mkdir(parents=True)
+    trial = SimpleNamespace(trial_id="t1", checkpoint=None, last_result={"training_iteration": 1})
+    assert watch._failed_after(trial) == 1  # as the first attempt's, which had reported once
+    trial.trial_id = "t2"  # no checkpoint, no report in this attempt: before the first report
+    assert watch._failed_after(trial) == 0

@@ -1364,3 +1364,25 @@ def test_a_path_with_an_unexpanded_variable_says_that_nothing_expanded_it(tmp_pa
         with pytest.raises(pipeline.PipelineError) as info:
             pipeline.load_data(plan)
         assert told in str(info.value), str(info.value)
+
+
+def test_a_trainer_that_sets_up_torch_distributed_again_is_told_it_is_set_up(toy, tmp_path):
+    """A DDP script's own `dist.init_process_group("gloo")` failed each multi-worker trial,
+    retried, with torch's "trying to initialize the default process group twice!", which
+    says neither who set it up first nor what to change."""
+    import torch.distributed as dist
+
+    _, _, data = toy
+
+    class OwnInit(hpoc.Trainer):
+        def train(self):
+            dist.init_process_group("gloo")
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        with pytest.raises(TrainerError, match=r"^the trainer called torch\.distributed\.init_process_group"
+                                               r"\(\) at .*test_trainer\.py:\d+, but hpoc has set up "
+                                               r".*is_initialized\(\)"):
+            OwnInit().run_local(CONFIG, data, directory=tmp_path / "a")
+    finally:
+        dist.destroy_process_group()

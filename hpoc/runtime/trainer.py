@@ -968,6 +968,12 @@ class Trainer:
             raise
         except BaseException as exc:
             error = exc
+            if _set_up_twice(exc):  # a DDP script's own setup: retries would fail the same way
+                error = TrainerError(
+                    f"the trainer called torch.distributed.init_process_group(){raised_at(exc)}, but "
+                    "hpoc has set up this trial's process group already: remove the call, or guard "
+                    "it with `if not torch.distributed.is_initialized()`")
+                raise error from exc
             raise
         finally:
             self.close(run_status(error))
@@ -990,6 +996,13 @@ class Trainer:
                   trial=TrialInfo(seed=seed, deterministic=True, dir=str(reporter.dir)), data=splits)
         self.execute()
         return reporter.history
+
+
+def _set_up_twice(exc: BaseException) -> bool:
+    """torch's error for a second `init_process_group`: a ValueError (a RuntimeError taken too,
+    in case another torch version raises that)."""
+    return isinstance(exc, (ValueError, RuntimeError)) and \
+        "initialize the default process group twice" in str(exc)
 
 
 def _asked_to_stop(exc: SystemExit) -> bool:

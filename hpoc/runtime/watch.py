@@ -423,8 +423,9 @@ def stop_tune(signum: int, frame: Any) -> bool:
 
 def _failed_after(trial: Any) -> int:
     """The last report (training iteration) before an attempt of `trial` failed: its own
-    last one, or the one its checkpoint holds (restored, last_result is that), or 0."""
-    if clock.TIMES.of(trial.trial_id).reports or getattr(trial, "checkpoint", None) is not None:
+    last one, or the one its checkpoint holds (restored, last_result is that), or 0. A
+    multi-worker trial's checkpoint lies in its Train run: Tune's is None."""
+    if clock.TIMES.of(trial.trial_id).reports or _has_checkpoint(trial):
         return int((getattr(trial, "last_result", None) or {}).get("training_iteration") or 0)
     return 0
 

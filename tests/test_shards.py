@@ -45,11 +45,11 @@ got = []
 for i in range(100):
     tid = f"s{shard}_{i}"
     cfg = s.suggest(tid)
+    if len(sys.argv) > 5:  # signal: this shard has asked (its first ask may find the budget taken)
+        open(sys.argv[5], "w").close()
     if cfg == s.FINISHED:
         break
     got.append(tid)
-    if len(sys.argv) > 5:
-        open(sys.argv[5], "w").close()  # signal: this shard has asked
     time.sleep(random.random() * 0.05)
     s.on_trial_complete(tid, {"val_accuracy": random.random(), "training_iteration": 1})
 print(json.dumps(got))

@@ -220,7 +220,7 @@ def _optuna_search_class() -> type:
 
         def __init__(self, *args: Any, shard: int = 0, budget: int | None = None, **kwargs: Any):
             # Ray enqueues the points each time a searcher is made: in a shared study that
-            # was once per shard and per resumed run. Each shard queues the missing ones
+            # would be once per shard and per resumed run. Each shard queues the missing ones
             # instead (_hpoc_queue), now and, restored, before its first ask.
             points = kwargs.pop("points_to_evaluate", None) if budget is not None else None
             super().__init__(*args, **kwargs)

@@ -158,6 +158,7 @@ def budget_passes(trials: list[Any], number: int, points: list[frozenset], budge
     dup = duplicates(trials)
     if number in dup:
         return False
+    points = set(points)  # looked up once per trial: each ask checks every trial
     this = next(t for t in trials if t.number == number)
     if _queued_key(this) in points:
         return True

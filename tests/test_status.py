@@ -2034,6 +2034,7 @@ def test_an_array_tasks_requeue_is_counted_from_its_lock_by_the_task_name(tmp_pa
     shows it (`slurm_task` 700_1): the task is matched by the latter; a local run is never
     requeued; a later run of the task that left its lock and no summary was not the time limit's."""
     from hpoc.commands.status import _requeued
+    from hpoc.results.live import read_lock
 
     path = summary(tmp_path, "arr", [], interrupted=True)
     data = dict(json.loads(path.read_text()), signal="SIGUSR2", run_started=1000.0, wall_s=50.0,
@@ -2041,12 +2042,12 @@ def test_an_array_tasks_requeue_is_counted_from_its_lock_by_the_task_name(tmp_pa
     lock = run_lock(tmp_path, pid=999999, host="node1", started=1000.0)
     lock.write_text(json.dumps(dict(json.loads(lock.read_text()), slurm_job="701", slurm_task="700_1",
                                     slurm_restart=0)))
-    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "700_1"}) == {"at": 1050.0, "restart": 0}
-    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "702_1"}) is None
-    assert _requeued(tmp_path, data, {"cluster": "local", "job_id": "4242"}) is None
+    assert _requeued(data, {"cluster": "slurm", "job_id": "700_1"}, read_lock(tmp_path)) == {"at": 1050.0, "restart": 0}
+    assert _requeued(data, {"cluster": "slurm", "job_id": "702_1"}, read_lock(tmp_path)) is None
+    assert _requeued(data, {"cluster": "local", "job_id": "4242"}, read_lock(tmp_path)) is None
     lock.write_text(json.dumps(dict(json.loads(lock.read_text()), started=2000.0, slurm_restart=1)))
-    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "700_1"}) is None
-    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "700_1"}, alive=True) == {"at": 1050.0, "restart": 0}
+    assert _requeued(data, {"cluster": "slurm", "job_id": "700_1"}, read_lock(tmp_path)) is None
+    assert _requeued(data, {"cluster": "slurm", "job_id": "700_1"}, read_lock(tmp_path), alive=True) == {"at": 1050.0, "restart": 0}
 
 
 def test_a_time_limit_of_another_job_is_not_said_of_the_job_submitted_since(tmp_path, capsys, monkeypatch):
@@ -2079,3 +2080,40 @@ def test_a_time_limit_of_another_job_is_not_said_of_the_job_submitted_since(tmp_
     fake_squeue(monkeypatch, tmp_path / "bin", [f"979|PENDING|0:00||BeginTime|N/A|{build}/job.sbatch"])
     lock.unlink()
     assert "run 1 of job 979 reached its time limit" in status(capsys, build)[1]
+
+
+def test_the_requeue_line_asks_squeue_nothing_of_its_own(tmp_path, capsys, monkeypatch):
+    """Every task of an array stops at its time limit at once: status read each shard's lock
+    again for the requeue line, and a lock of another node asked squeue whether its job
+    runs (256 shards: 256 more squeue calls). The lock status read already says it."""
+    import slurm_plans
+    from submit_support import fake_squeue
+
+    from hpoc.runtime import runlock
+
+    storage, build = tmp_path / "results", tmp_path / "build"
+    plan = make_plan(storage, "tiny")
+    plan["slurm"] = dict(slurm_plans.BASE["slurm"], time="00:20:00", time_s=1200, gpus_per_node=0)
+    write_plan(build, plan)
+    (build / "job.sbatch").write_text("#!/bin/bash\n")
+    exp = storage / "tiny"
+    exp.mkdir(parents=True)
+    started = time.time() - 1300
+    path = summary(exp, "tiny", [{"trial_id": "aaaaa_00000", "status": "PAUSED"}], interrupted=True)
+    data = json.loads(path.read_text())
+    data.update(signal="SIGUSR2", run_started=started, wall_s=1180.0, slurm_job="979", slurm_restart=1)
+    path.write_text(json.dumps(data))
+    lock = run_lock(exp, pid=999999, host="node1", started=started)
+    lock.write_text(json.dumps(dict(json.loads(lock.read_text()), slurm_job="979", slurm_restart=1)))
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"979|PENDING|0:00||BeginTime|N/A|{build}/job.sbatch"])
+    asked = []
+    real = runlock._slurm_job_running
+    monkeypatch.setattr(runlock, "_slurm_job_running", lambda job: asked.append(job) or real(job))
+    out = status(capsys, build)[1]
+    assert "run 2 of job 979 reached its time limit" in out, out
+    alone = len(asked)
+    data["signal"] = "SIGTERM"  # no requeue line: the lock asked as often without it
+    path.write_text(json.dumps(data))
+    asked.clear()
+    assert "time limit" not in status(capsys, build)[1]
+    assert alone == len(asked), (alone, len(asked))

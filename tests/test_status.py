@@ -2117,3 +2117,20 @@ def test_the_requeue_line_asks_squeue_nothing_of_its_own(tmp_path, capsys, monke
     asked.clear()
     assert "time limit" not in status(capsys, build)[1]
     assert alone == len(asked), (alone, len(asked))
+
+
+def test_status_asks_squeue_once_of_each_run_locks_job(tmp_path, capsys, monkeypatch):
+    """status and the results it reads each read a shard's lock twice (a run starting in
+    between), and a lock of another node asked squeue whether its job runs each time: 4
+    calls a shard, 1,024 for an array of 256 running tasks. One answer a job per status."""
+    from hpoc.runtime import runlock
+
+    exp = finished_local_run(tmp_path)
+    lock = run_lock(exp, pid=4242, host="node1", started=time.time() - 30)
+    lock.write_text(json.dumps(dict(json.loads(lock.read_text()), slurm_job="979", slurm_restart=0)))
+    asked = []
+    monkeypatch.setattr(runlock, "_ask_running", lambda job: asked.append(job) or True)
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert asked == ["979"], asked
+    assert runlock.holder(exp) is not None and asked == ["979", "979"]  # a driver's look asks afresh

@@ -74,7 +74,10 @@ def _run(args: argparse.Namespace) -> int:
         note = None
     except OtherPlanVersion as exc:  # an older hpoc's build: its storage still reads
         plan, build_dir, note = None, exc.storage, exc.note
-    status = gather(plan, build_dir) if plan is not None else gather_dir(build_dir)
+    from hpoc.runtime.runlock import one_look
+
+    with one_look():  # each run lock's SLURM job asked once, however often its lock is read
+        status = gather(plan, build_dir) if plan is not None else gather_dir(build_dir)
     status["plan_note"] = note
     status["edited_spec"] = _edited_spec(plan, build_dir)
     status["next"] = next_steps(status, args.target, plan)

@@ -1560,3 +1560,19 @@ def test_the_plan_marker_keeps_the_space_once_and_old_markers_still_name_it(tmp_
     (exp / marker.PLAN_MARKER).write_text(json.dumps(old))
     assert marker.recorded_space(old) == plan["space"] and param_names(load(exp)) == ["lr", "depth"]
     assert marker.recorded_space({"plan_hash": "x", "body": {"space": "cut"}}) is None
+
+
+def test_results_ask_squeue_once_of_a_run_locks_job(tmp_path, capsys, monkeypatch):
+    """Each shard's lock is read twice (a run starting in between), and a lock of another
+    node asked squeue whether its job runs each time: one answer a job per `hpoc results`."""
+    from hpoc.runtime import runlock
+
+    exp = _resumed_study(tmp_path)
+    lock = run_lock(exp, pid=4242, host="node1", started=time.time() - 60)
+    lock.write_text(json.dumps(dict(json.loads(lock.read_text()), slurm_job="979")))
+    asked = []
+    monkeypatch.setattr(runlock, "_ask_running", lambda job: asked.append(job) or True)
+    code, out, err = cli(capsys, exp, "--json")
+    assert code == 0, err
+    assert json.loads(out)["shards"][0]["run"] is not None  # its job runs: a run in progress
+    assert asked == ["979"], asked

@@ -357,3 +357,30 @@ def test_a_popped_second_copy_of_a_point_is_no_orphan_to_run(tmp_path):
     assert b != again.FINISHED and {k: b[k] for k in POINTS[0]} != POINTS[0], b
     assert again.suggest("c") == again.FINISHED
     assert _point_runs(journal_trials(plan), POINTS[:1]) == [1]
+
+
+class _CountedKey(frozenset):
+    """A point's key that counts how often it is compared."""
+    compared = 0
+
+    def __eq__(self, other):
+        type(self).compared += 1
+        return frozenset.__eq__(self, other)
+
+    __hash__ = frozenset.__hash__
+
+
+def test_the_budget_check_of_each_ask_compares_no_trial_with_every_point():
+    # each Optuna ask of a sharded study runs it: 2,000 trials and 200 points must not
+    # cost a comparison of every trial with every point (400,000 a trial asked)
+    from types import SimpleNamespace
+
+    from hpoc.runtime.shards import budget_passes
+
+    state = SimpleNamespace(name="COMPLETE")
+    trials = [SimpleNamespace(number=i, state=state, user_attrs={}, system_attrs={}) for i in range(2000)]
+    points = [_CountedKey({("lr", i)}) for i in range(200)]
+    _CountedKey.compared = 0
+    assert budget_passes(trials, 1999, points, 2500)
+    assert not budget_passes(trials, 1999, points, 2000)  # 1,999 others: no slot left beside the points
+    assert _CountedKey.compared < 1000

@@ -1987,12 +1987,11 @@ def test_a_state_held_back_long_is_a_warning(tmp_path, capsys):
     assert "warning" not in status(capsys, exp)[1]
 
 
-def test_a_job_requeued_at_its_time_limit_says_so_while_it_waits_and_runs(tmp_path, capsys, monkeypatch):
-    """A job stopped at its time limit (SIGUSR2) requeues itself; status showed it PENDING or
-    RUNNING with paused trials and never said why, so users wondered whether to raise
-    `slurm.time`. The summary's `signal` and the last run's lock (SLURM_RESTART_COUNT) say it."""
+def _time_limited(tmp_path: Path, ago: float, restart: int) -> tuple[Path, Path, Path, dict, float]:
+    """A study of job.sbatch (`slurm.time` 00:20:00) whose run of job 979 (SLURM restart
+    `restart`), started `ago` s before, its time limit stopped: (build, exp, summary path,
+    summary, started)."""
     import slurm_plans
-    from submit_support import fake_squeue
 
     storage, build = tmp_path / "results", tmp_path / "build"
     plan = make_plan(storage, "tiny")
@@ -2001,11 +2000,21 @@ def test_a_job_requeued_at_its_time_limit_says_so_while_it_waits_and_runs(tmp_pa
     (build / "job.sbatch").write_text("#!/bin/bash\n")
     exp = storage / "tiny"
     exp.mkdir(parents=True)
-    started = time.time() - 1300
+    started = time.time() - ago
     path = summary(exp, "tiny", [{"trial_id": "aaaaa_00000", "status": "PAUSED"}], interrupted=True)
-    data = json.loads(path.read_text())
-    data.update(signal="SIGUSR2", run_started=started, wall_s=1180.0, slurm_job="979", slurm_restart=1)
+    data = dict(json.loads(path.read_text()), signal="SIGUSR2", run_started=started, wall_s=1180.0,
+                slurm_job="979", slurm_restart=restart)
     path.write_text(json.dumps(data))
+    return build, exp, path, data, started
+
+
+def test_a_job_requeued_at_its_time_limit_says_so_while_it_waits_and_runs(tmp_path, capsys, monkeypatch):
+    """A job stopped at its time limit (SIGUSR2) requeues itself; status showed it PENDING or
+    RUNNING with paused trials and never said why, so users wondered whether to raise
+    `slurm.time`. The summary's `signal` and the last run's lock (SLURM_RESTART_COUNT) say it."""
+    from submit_support import fake_squeue
+
+    build, exp, path, data, started = _time_limited(tmp_path, 1300, restart=1)
     lock = run_lock(exp, pid=999999, host="node1", started=started)  # the ended run's, left behind
     info = json.loads(lock.read_text())
     info.update(slurm_job="979", slurm_restart=1)
@@ -2034,6 +2043,7 @@ def test_an_array_tasks_requeue_is_counted_from_its_lock_by_the_task_name(tmp_pa
     shows it (`slurm_task` 700_1): the task is matched by the latter; a local run is never
     requeued; a later run of the task that left its lock and no summary was not the time limit's."""
     from hpoc.commands.status import _requeued
+    from hpoc.results.live import read_lock
 
     path = summary(tmp_path, "arr", [], interrupted=True)
     data = dict(json.loads(path.read_text()), signal="SIGUSR2", run_started=1000.0, wall_s=50.0,
@@ -2041,12 +2051,12 @@ def test_an_array_tasks_requeue_is_counted_from_its_lock_by_the_task_name(tmp_pa
     lock = run_lock(tmp_path, pid=999999, host="node1", started=1000.0)
     lock.write_text(json.dumps(dict(json.loads(lock.read_text()), slurm_job="701", slurm_task="700_1",
                                     slurm_restart=0)))
-    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "700_1"}) == {"at": 1050.0, "restart": 0}
-    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "702_1"}) is None
-    assert _requeued(tmp_path, data, {"cluster": "local", "job_id": "4242"}) is None
+    assert _requeued(data, {"cluster": "slurm", "job_id": "700_1"}, read_lock(tmp_path)) == {"at": 1050.0, "restart": 0}
+    assert _requeued(data, {"cluster": "slurm", "job_id": "702_1"}, read_lock(tmp_path)) is None
+    assert _requeued(data, {"cluster": "local", "job_id": "4242"}, read_lock(tmp_path)) is None
     lock.write_text(json.dumps(dict(json.loads(lock.read_text()), started=2000.0, slurm_restart=1)))
-    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "700_1"}) is None
-    assert _requeued(tmp_path, data, {"cluster": "slurm", "job_id": "700_1"}, alive=True) == {"at": 1050.0, "restart": 0}
+    assert _requeued(data, {"cluster": "slurm", "job_id": "700_1"}, read_lock(tmp_path)) is None
+    assert _requeued(data, {"cluster": "slurm", "job_id": "700_1"}, read_lock(tmp_path), alive=True) == {"at": 1050.0, "restart": 0}
 
 
 def test_a_time_limit_of_another_job_is_not_said_of_the_job_submitted_since(tmp_path, capsys, monkeypatch):
@@ -2054,21 +2064,9 @@ def test_a_time_limit_of_another_job_is_not_said_of_the_job_submitted_since(tmp_
     spent); the study, submitted again as job 1005, waited with "the last run of job 1005
     reached its time limit ... and the job requeued itself", and once it ran "run 0 of job
     1005 ... (requeue 0 of at most 100)": summary.json was job 979's."""
-    import slurm_plans
     from submit_support import fake_squeue
 
-    storage, build = tmp_path / "results", tmp_path / "build"
-    plan = make_plan(storage, "tiny")
-    plan["slurm"] = dict(slurm_plans.BASE["slurm"], time="00:20:00", time_s=1200, gpus_per_node=0)
-    write_plan(build, plan)
-    (build / "job.sbatch").write_text("#!/bin/bash\n")
-    exp = storage / "tiny"
-    exp.mkdir(parents=True)
-    started = time.time() - 5000
-    path = summary(exp, "tiny", [{"trial_id": "aaaaa_00000", "status": "PAUSED"}], interrupted=True)
-    data = dict(json.loads(path.read_text()), signal="SIGUSR2", run_started=started, wall_s=1180.0,
-                slurm_job="979", slurm_restart=0)
-    path.write_text(json.dumps(data))
+    build, exp, path, data, started = _time_limited(tmp_path, 5000, restart=0)
     fake_squeue(monkeypatch, tmp_path / "bin", [f"1005|PENDING|0:00||Priority|N/A|{build}/job.sbatch"])
     assert "time limit" not in status(capsys, build)[1]
     lock = run_lock(exp, pid=1, host="node2", started=time.time() - 30)
@@ -2079,3 +2077,45 @@ def test_a_time_limit_of_another_job_is_not_said_of_the_job_submitted_since(tmp_
     fake_squeue(monkeypatch, tmp_path / "bin", [f"979|PENDING|0:00||BeginTime|N/A|{build}/job.sbatch"])
     lock.unlink()
     assert "run 1 of job 979 reached its time limit" in status(capsys, build)[1]
+
+
+def test_the_requeue_line_asks_squeue_nothing_of_its_own(tmp_path, capsys, monkeypatch):
+    """Every task of an array stops at its time limit at once: status read each shard's lock
+    again for the requeue line, and a lock of another node asked squeue whether its job
+    runs (256 shards: 256 more squeue calls). The lock status read already says it."""
+    from submit_support import fake_squeue
+
+    from hpoc.runtime import runlock
+
+    build, exp, path, data, started = _time_limited(tmp_path, 1300, restart=1)
+    lock = run_lock(exp, pid=999999, host="node1", started=started)
+    lock.write_text(json.dumps(dict(json.loads(lock.read_text()), slurm_job="979", slurm_restart=1)))
+    fake_squeue(monkeypatch, tmp_path / "bin", [f"979|PENDING|0:00||BeginTime|N/A|{build}/job.sbatch"])
+    asked = []
+    real = runlock._slurm_job_running
+    monkeypatch.setattr(runlock, "_slurm_job_running", lambda job: asked.append(job) or real(job))
+    out = status(capsys, build)[1]
+    assert "run 2 of job 979 reached its time limit" in out, out
+    alone = len(asked)
+    data["signal"] = "SIGTERM"  # no requeue line: the lock asked as often without it
+    path.write_text(json.dumps(data))
+    asked.clear()
+    assert "time limit" not in status(capsys, build)[1]
+    assert alone == len(asked), (alone, len(asked))
+
+
+def test_status_asks_squeue_once_of_each_run_locks_job(tmp_path, capsys, monkeypatch):
+    """status and the results it reads each read a shard's lock twice (a run starting in
+    between), and a lock of another node asked squeue whether its job runs each time: 4
+    calls a shard, 1,024 for an array of 256 running tasks. One answer a job per status."""
+    from hpoc.runtime import runlock
+
+    exp = finished_local_run(tmp_path)
+    lock = run_lock(exp, pid=4242, host="node1", started=time.time() - 30)
+    lock.write_text(json.dumps(dict(json.loads(lock.read_text()), slurm_job="979", slurm_restart=0)))
+    asked = []
+    monkeypatch.setattr(runlock, "_ask_running", lambda job: asked.append(job) or True)
+    code, out, err = status(capsys, exp)
+    assert code == 0, err
+    assert asked == ["979"], asked
+    assert runlock.holder(exp) is not None and asked == ["979", "979"]  # a driver's look asks afresh

@@ -68,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
     if args.history and not args.json:
         print("hpoc results: error: --history only applies to --json output", file=sys.stderr)
         return 2
+    from hpoc.runtime.runlock import one_look
+
     try:
-        results, ranking = load_ranked(args)
+        with one_look():  # each run lock's SLURM job asked once, though each lock is read twice
+            results, ranking = load_ranked(args)
     except ResultsError as exc:
         print(f"hpoc results: error: {exc}", file=sys.stderr)
         return 2

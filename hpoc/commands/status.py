@@ -74,7 +74,10 @@ def _run(args: argparse.Namespace) -> int:
         note = None
     except OtherPlanVersion as exc:  # an older hpoc's build: its storage still reads
         plan, build_dir, note = None, exc.storage, exc.note
-    status = gather(plan, build_dir) if plan is not None else gather_dir(build_dir)
+    from hpoc.runtime.runlock import one_look
+
+    with one_look():  # each run lock's SLURM job asked once, however often its lock is read
+        status = gather(plan, build_dir) if plan is not None else gather_dir(build_dir)
     status["plan_note"] = note
     status["edited_spec"] = _edited_spec(plan, build_dir)
     status["next"] = next_steps(status, args.target, plan)
@@ -634,19 +637,18 @@ def _shard(k: int, exp: Path, trials: list[Any], job: dict[str, Any] | None, sha
             # a trial's file failed at every save for long: the state a resume reads is old
             "held": _held_back(exp),
             # its job's last run reached the time limit and the job requeued itself
-            "requeued": _requeued(exp, last, job, run is not None or job.get("state") == "RUNNING")
+            "requeued": _requeued(last, job, lock, run is not None or job.get("state") == "RUNNING")
             if active else None}
 
 
-def _requeued(exp: Path, summary: dict[str, Any] | None, job: dict[str, Any] | None,
+def _requeued(summary: dict[str, Any] | None, job: dict[str, Any] | None, lock: Any,
               alive: bool = False) -> dict[str, Any] | None:
     """The last run of a SLURM job that its time limit stopped (the summary's `signal` is
     the walltime's SIGUSR2), while the job, requeued, waits or runs again: {"at": when it
     stopped, "restart": SLURM_RESTART_COUNT of that run}. Only a summary that this job wrote
     (its `slurm_job`, an array task's `slurm_task`): an earlier job's, submitted again since,
-    or an older hpoc's, says nothing. `alive`: whether the job runs again now."""
-    from hpoc.runtime import runlock
-
+    or an older hpoc's, says nothing. `lock`: the shard's run lock as status read it (RunLock
+    or None); `alive`: whether the job runs again now."""
     if not summary or not summary.get("interrupted") or summary.get("signal") != "SIGUSR2" \
             or not job or job.get("cluster", "slurm") != "slurm":
         return None
@@ -656,11 +658,8 @@ def _requeued(exp: Path, summary: dict[str, Any] | None, job: dict[str, Any] | N
         return None
     # a later run of this job left its lock and no summary (a lost node, SIGKILL): the job
     # waits again for that, not for the time limit
-    found = runlock.read(exp)
-    info = found[0] if found else {}
-    later = info.get("slurm_restart")
-    if not alive and (info.get("slurm_task") or info.get("slurm_job")) == name and isinstance(later, int) \
-            and later > restart:
+    later = lock.slurm_restart if lock is not None else None
+    if not alive and lock is not None and lock.slurm_job == str(name) and isinstance(later, int) and later > restart:
         return None
     started, wall = summary.get("run_started"), summary.get("wall_s")
     at = started + wall if isinstance(started, (int, float)) and isinstance(wall, (int, float)) else None

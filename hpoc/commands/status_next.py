@@ -135,12 +135,11 @@ def next_steps(status: dict[str, Any], target: str, plan: dict[str, Any] | None 
     stops = {s["shard"]: s["stopped"] for s in shards if s.get("stopped")}
     dirs = {s["shard"]: s.get("experiment_dir") for s in shards}
     fresh_only: set[int] = set()  # stopped for room, their state cut short: no resume, --fresh
-    for (_, _, error), alike_shards in stopped_by.items():
+    for (kind, at, error), alike_shards in stopped_by.items():
         k, why = alike_shards[0]
         where = next((line[len("--> "):] for line in why if line.startswith("--> ")), None)
         said = next((line[len("help: "):] for line in why if line.startswith("help: ")), None)
-        stop = next(t.get("stop") or {} for t in shards if t["shard"] == k)
-        room = make_room(stop["at"]) if stop.get("kind") == "disk_full" and stop.get("at") else None
+        room = make_room(at) if kind == "disk_full" and at else None  # the group's key: its stop
         fresh = fresh_after(dirs[k]) if room and dirs.get(k) else None
         if fresh:
             fresh_only.update(j for j, _ in alike_shards if fresh_after(dirs[j]))

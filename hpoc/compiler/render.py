@@ -220,7 +220,8 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
     binds = _binds(problems, plan, plan_dir, slurm["container"])
     if problems.found:
         raise RenderError(problems.found)
-    stem = posixpath.join(_log_path(plan_dir), _FILE_SAFE.sub("_", study))
+    err_stem = posixpath.join(plan_dir, _FILE_SAFE.sub("_", study))  # the logs as sbatch names them
+    stem = _log_path(err_stem)  # (the study's part holds no `%`)
     tag = "%A_%a" if job["array"] is not None else "%j"
     return {
         **job,
@@ -234,7 +235,7 @@ def _context(plan: Mapping[str, Any], plan_path: str) -> dict[str, Any]:
         "log_dir": posixpath.join(plan_dir, "logs"),
         "output": f"{stem}-{tag}.out",
         "error": f"{stem}-{tag}.err",
-        "err_stem": posixpath.join(plan_dir, _FILE_SAFE.sub("_", study)),  # the .err as it is named
+        "err_stem": err_stem,
         "gpu_option": gpu_option(slurm),
         "node_gpus": node_gpus(slurm),
         "grace_s": grace,

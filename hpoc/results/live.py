@@ -28,6 +28,7 @@ class RunLock:
     shard: int
     alive: bool  # the run goes on (runlock's rule)
     slurm_job: str | None = None  # the driver's SLURM job, inside one
+    slurm_restart: int | None = None  # that job's SLURM_RESTART_COUNT (status: its requeues)
 
     @property
     def here(self) -> bool:
@@ -60,7 +61,8 @@ def read_lock(exp: Path) -> RunLock | None:
         return None
     shard = data.get("shard") if isinstance(data.get("shard"), int) else 0
     job = data.get("slurm_task") or data.get("slurm_job")
-    return RunLock(pid, host, started, shard, live, str(job) if job else None)
+    restart = data.get("slurm_restart") if isinstance(data.get("slurm_restart"), int) else None
+    return RunLock(pid, host, started, shard, live, str(job) if job else None, restart)
 
 
 def lock_and_summary(exp: Path, read: Callable[[], tuple[Any, bool]], tries: int = 5,

@@ -28,13 +28,14 @@ teardown removes a claim no driver took (`release_claim`: Ray never came up).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 LOCK = ".hpoc-run.json"
 HEARTBEAT_S = 60.0
@@ -111,8 +112,32 @@ def stale_reason(info: dict[str, Any], age_s: float) -> str | None:
     return None
 
 
+_looked: dict[str, bool | None] | None = None  # within one_look(): each job's answer
+
+
+@contextlib.contextmanager
+def one_look() -> Iterator[None]:
+    """One reader's view of many locks (`hpoc status`, which reads each shard's lock 4
+    times): each SLURM job asked once, not once a read. A driver's claim always asks."""
+    global _looked
+    _looked = {}
+    try:
+        yield
+    finally:
+        _looked = None
+
+
 def _slurm_job_running(job: str) -> bool | None:
     """Whether SLURM runs `job`; None when squeue cannot tell (not installed, no answer)."""
+    looked = _looked
+    if looked is None:
+        return _ask_running(job)
+    if job not in looked:
+        looked[job] = _ask_running(job)
+    return looked[job]
+
+
+def _ask_running(job: str) -> bool | None:
     from hpoc.submit.queue import ask_squeue  # stdlib only: nothing of submitit's
 
     rows = ask_squeue("%T", "-j", job, timeout=20, anyones=True)  # a group's directory: anyone's job

@@ -158,6 +158,7 @@ def budget_passes(trials: list[Any], number: int, points: list[frozenset], budge
     dup = duplicates(trials)
     if number in dup:
         return False
+    points = set(points)  # looked up once per trial: each ask checks every trial
     this = next(t for t in trials if t.number == number)
     if _queued_key(this) in points:
         return True
@@ -220,7 +221,7 @@ def _optuna_search_class() -> type:
 
         def __init__(self, *args: Any, shard: int = 0, budget: int | None = None, **kwargs: Any):
             # Ray enqueues the points each time a searcher is made: in a shared study that
-            # was once per shard and per resumed run. Each shard queues the missing ones
+            # would be once per shard and per resumed run. Each shard queues the missing ones
             # instead (_hpoc_queue), now and, restored, before its first ask.
             points = kwargs.pop("points_to_evaluate", None) if budget is not None else None
             super().__init__(*args, **kwargs)

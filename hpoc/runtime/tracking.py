@@ -948,7 +948,7 @@ class _TensorBoardSink:
 _SINKS = {"mlflow": _MlflowSink, "tensorboard": _TensorBoardSink}
 
 # The MLflow sinks of this process that send to a server and are not closed: a SIGTERM ends
-# the process without closing them, and the metrics still waiting were lost (at_stop).
+# the process without closing them: at_stop sends the metrics still waiting in each.
 _open_sinks: "weakref.WeakSet[_MlflowSink]" = weakref.WeakSet()
 
 

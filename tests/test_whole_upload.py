@@ -36,6 +36,20 @@ def _save(storage: Path, staging: Path) -> None:
     context.syncer.wait()
 
 
+
+def _refuse(monkeypatch, name: str, error: OSError):
+    """Copies into the storage of files named `name` raise `error` (a quota, a colleague's
+    file); the others go through. Returns the real copy, to put back."""
+    real = whole_upload.shutil.copyfile
+
+    def refused(src, dst):
+        if name in dst:
+            raise type(error)(error.errno, error.strerror, dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(whole_upload.shutil, "copyfile", refused)
+    return real
+
 def _staging(root: Path, state: str, result: str) -> Path:
     staging = root / "staging"
     (staging / "trial_0").mkdir(parents=True, exist_ok=True)
@@ -103,14 +117,7 @@ def test_a_trials_log_that_does_not_fit_holds_the_state_back(tmp_path, monkeypat
     (exp / "trial_0").mkdir(parents=True)
     (exp / "experiment_state-2026-11-30_09-55-31.json").write_text('{"trial_data": []}')
     (exp / "trial_0" / "result.json").write_text('{"epoch": 1}\n')
-    real = whole_upload.shutil.copyfile
-
-    def quota(src, dst):
-        if "result.json" in dst:
-            raise OSError(errno.EDQUOT, "Disk quota exceeded", dst)
-        return real(src, dst)
-
-    monkeypatch.setattr(whole_upload.shutil, "copyfile", quota)
+    _refuse(monkeypatch, "result.json", OSError(errno.EDQUOT, "Disk quota exceeded"))
     with pytest.raises(OSError):
         whole_upload.upload(str(staging), None, str(exp))
     assert (exp / "experiment_state-2026-11-30_09-55-31.json").read_text() == '{"trial_data": []}'
@@ -347,14 +354,7 @@ def test_a_trials_file_refused_at_every_save_is_said_once_it_held_the_state_back
     state = exp / "experiment_state-2026-11-30_09-55-31.json"
     state.write_text('{"trial_data": []}')
     os.utime(state, (1_000_000.0 - 3600,) * 2)
-    real = whole_upload.shutil.copyfile
-
-    def refused(src, dst):
-        if "result.json" in dst:
-            raise PermissionError(errno.EACCES, "Permission denied", dst)
-        return real(src, dst)
-
-    monkeypatch.setattr(whole_upload.shutil, "copyfile", refused)
+    real = _refuse(monkeypatch, "result.json", PermissionError(errno.EACCES, "Permission denied"))
     for _ in range(whole_upload.HELD_SAVES + 2):  # saves every few seconds: not yet HELD_S
         clock[0] += 10
         with pytest.raises(PermissionError):
@@ -382,14 +382,7 @@ def test_a_trials_file_refused_at_every_save_is_said_once_it_held_the_state_back
 def test_a_state_held_back_by_a_full_disk_says_to_free_space(tmp_path, monkeypatch, held):
     said, clock = held
     staging = _staging(tmp_path, "{}", '{"epoch": 1}\n')
-    real = whole_upload.shutil.copyfile
-
-    def full(src, dst):
-        if "params.json" in dst:
-            raise OSError(errno.EDQUOT, "Disk quota exceeded", dst)
-        return real(src, dst)
-
-    monkeypatch.setattr(whole_upload.shutil, "copyfile", full)
+    _refuse(monkeypatch, "params.json", OSError(errno.EDQUOT, "Disk quota exceeded"))
     for _ in range(whole_upload.HELD_SAVES):
         clock[0] += whole_upload.HELD_S
         with pytest.raises(OSError):
@@ -417,14 +410,7 @@ def test_a_state_still_held_back_as_the_run_ends_is_said_however_briefly(tmp_pat
     said, clock = held
     staging = _staging(tmp_path, "{}", '{"epoch": 1}\n')
     exp = tmp_path / "exp"
-    real = whole_upload.shutil.copyfile
-
-    def refused(src, dst):
-        if "result.json" in dst:
-            raise PermissionError(errno.EACCES, "Permission denied", dst)
-        return real(src, dst)
-
-    monkeypatch.setattr(whole_upload.shutil, "copyfile", refused)
+    real = _refuse(monkeypatch, "result.json", PermissionError(errno.EACCES, "Permission denied"))
     clock[0] += 10
     with pytest.raises(PermissionError):
         whole_upload.upload(str(staging), None, str(exp))

@@ -62,10 +62,10 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = 
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        if mode is None and path.exists():
-            mode = path.stat().st_mode & 0o7777
         if mode is not None:
             tmp.chmod(mode)
+        else:
+            keep_access(path, tmp)
         os.replace(tmp, path)
     except BaseException as exc:
         try:
@@ -77,6 +77,21 @@ def write_atomic(path: str | os.PathLike[str], text: str, *, mode: int | None = 
         raise
     _sync_dir(path.parent)
     return path
+
+
+def keep_access(dest: str | os.PathLike[str], tmp: str | os.PathLike[str]) -> None:
+    """Give `tmp` the mode and group of the `dest` it is renamed over (an in-place write kept
+    them): a study folder opened to a project's group stays open (a new file gets the umask
+    and the user's group). Only what the user may set: a group they are not in stays."""
+    try:
+        st = os.stat(dest)
+    except OSError:
+        return  # a new file (or none to read): the umask's
+    try:
+        os.chown(tmp, -1, st.st_gid)
+    except PermissionError:
+        pass
+    os.chmod(tmp, st.st_mode & 0o7777)
 
 
 def publish_tree(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:

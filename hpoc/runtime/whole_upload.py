@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from hpoc.files import _sync_dir, _sync_file
+from hpoc.files import _sync_dir, _sync_file, keep_access
 
 TMP_SUFFIX = ".hpoc-up"  # not .json/.pkl: Tune's restore copies back only those
 THREADS = 8
@@ -152,7 +152,7 @@ def replace_whole(src: str, dest: str) -> bool:
         if _written(src) != before or os.path.getsize(tmp) != before[0]:
             os.unlink(tmp)
             return False
-        _keep_access(dest, tmp)
+        keep_access(dest, tmp)
         # On disk before it is named: a node crash leaves the old file or the new one, never
         # an empty one; and Lustre and NFS clients report a quota only as the data goes out.
         _sync_file(tmp)
@@ -169,21 +169,6 @@ def replace_whole(src: str, dest: str) -> bool:
 def _written(path: str) -> tuple[int, int, int]:
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns, st.st_ino
-
-
-def _keep_access(dest: str, tmp: str) -> None:
-    """Give `tmp` the mode and group of the `dest` it replaces: Ray's in-place copy kept
-    them, and a study folder opened to a project's group stays open (a new file gets the
-    umask and the user's group). Only what the user may set: a group they are not in stays."""
-    try:
-        st = os.stat(dest)
-    except FileNotFoundError:
-        return  # a new file: the umask's, as Ray's
-    try:
-        os.chown(tmp, -1, st.st_gid)
-    except PermissionError:
-        pass
-    os.chmod(tmp, st.st_mode & 0o7777)
 
 
 def remove_leftovers(exp: str | os.PathLike[str]) -> int:
